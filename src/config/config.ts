@@ -9,11 +9,10 @@
  * throws one ConfigError listing every bad variable.
  */
 import { type Env, EnvReader } from './env-reader';
-import { ConfigError } from './issues';
+import { ConfigError, ValueError } from './issues';
 import { DURATION_EXPECTED, formatDuration, parseDuration } from './duration';
 import { type LogFilter, type LogLevel, parseLogFilter } from './log-filter';
 import { resolveWorkerThreads } from './workers';
-import { ValueError } from './issues';
 import { ADMIN_PORT, OUTBOUND_PORT, READINESS_PORT, SOCKS5_PORT, STATS_PORT } from './ports';
 import {
   type ListenAddr,

@@ -87,7 +87,6 @@ export function parseTrustDomain(s: string): string {
 
 /** Plain text that must not contain control characters (a name that ends up in logs and labels). */
 export function parseName(s: string): string {
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(s)) throw new ValueError('ERR_CONFIG_VALUE', s, 'a name without control characters');
   return s;
 }

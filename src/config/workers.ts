@@ -12,9 +12,8 @@
  * host core (which would only add CFS throttling).
  */
 import { EnvReader, type Env } from './env-reader';
-import type { ConfigIssue } from './issues';
+import { type ConfigIssue, ValueError } from './issues';
 import { integerParser, parseCpuQuantity } from './values';
-import { ValueError } from './issues';
 
 export const WORKER_THREADS_EXPECTED = 'a count, 0, or a percent like 25%';
 
