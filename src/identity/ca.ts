@@ -150,10 +150,10 @@ export class LocalCa implements CertIssuer {
     if (!ca.cert.checkPrivateKey(key)) {
       throw new ProxyError('ERR_CA_KEY_MISMATCH', `${file('ca-key.pem')} is not the private key of ${file('ca-cert.pem')}`);
     }
-    if (!ca.cert.ca) {
+    const caX = new x509.X509Certificate(ca.pem);
+    if (caX.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
       throw new ProxyError('ERR_CA_NOT_CA', `${file('ca-cert.pem')} is not a CA certificate (basicConstraints CA:TRUE missing)`);
     }
-    const caX = new x509.X509Certificate(ca.pem);
     const ku = caX.getExtension(x509.KeyUsagesExtension);
     if (ku && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
       throw new ProxyError('ERR_CA_NOT_CA', `${file('ca-cert.pem')}: key usage does not allow keyCertSign`);
