@@ -64,9 +64,10 @@ export interface Service {
   readonly canonical: boolean;
 }
 
+/** ztunnel's LoadBalancer (serde names). Its `Passthrough` mode is not supported and is refused. */
 export interface LoadBalancer {
   readonly mode: 'Standard' | 'Strict' | 'Failover';
-  readonly routingPreference: readonly ('Network' | 'Region' | 'Zone' | 'Subzone' | 'Node' | 'Cluster')[];
+  readonly routingPreferences: readonly ('Network' | 'Region' | 'Zone' | 'Subzone' | 'Node' | 'Cluster')[];
   readonly healthPolicy: 'OnlyHealthy' | 'AllowAll';
 }
 
