@@ -14,6 +14,7 @@ import { ProxyError } from '../errors';
 import { ipFamily, ipv4ToInt, ipv6Words } from '../net/ip';
 import type { Cidr, Match, Policy, PolicyAction, PolicyScope, ServiceAccountMatch, StringMatch } from '../state/model';
 import { resourceKey } from '../state/model';
+import type { Decision } from './types';
 
 /** A list of string matches: matches a value if any item does. */
 export interface CompiledStrings {
@@ -65,6 +66,8 @@ export interface CompiledPolicy {
   readonly dryRun: boolean;
   /** A policy matches if ANY rule matches; no rules → never matches. */
   readonly rules: readonly CompiledRule[];
+  /** The decision when this policy decides (Deny: explicitly denied; Allow: allowed), built once. */
+  readonly decision: Decision;
 }
 
 export interface CompiledPolicies {
@@ -103,6 +106,12 @@ export function compilePolicies(policies: readonly Policy[]): CompiledPolicies {
 
 export function compilePolicy(p: Policy): CompiledPolicy {
   const key = resourceKey(p.namespace, p.name);
+  if (p.scope !== 'Global' && p.scope !== 'Namespace' && p.scope !== 'WorkloadSelector') {
+    throw new ProxyError('ERR_POLICY', `policy ${key}: scope must be Global, Namespace or WorkloadSelector; got ${JSON.stringify(p.scope)}`);
+  }
+  if (p.action !== 'Allow' && p.action !== 'Deny') {
+    throw new ProxyError('ERR_POLICY', `policy ${key}: action must be Allow or Deny; got ${JSON.stringify(p.action)}`);
+  }
   const rules = p.rules.map((rule, r) =>
     rule.map((clause, c) => clause.map((m, i) => compileMatch(m, `policy ${key} rules[${r}][${c}][${i}]`))),
   );
@@ -114,6 +123,11 @@ export function compilePolicy(p: Policy): CompiledPolicy {
     action: p.action,
     dryRun: p.dryRun,
     rules,
+    decision: Object.freeze(
+      p.action === 'Deny'
+        ? { allowed: false, reason: `explicitly denied by: ${key}`, policy: key }
+        : { allowed: true, reason: `allowed by: ${key}`, policy: key },
+    ),
   };
 }
 
