@@ -23,6 +23,8 @@ export interface MakeCertOptions {
   readonly notAfter?: Date;
   readonly keyAlg?: 'ec' | 'ec384' | 'rsa' | 'ed25519';
   readonly keyUsage?: number;
+  /** Add a subjectKeyIdentifier (default true). */
+  readonly ski?: boolean;
 }
 
 const HOUR = 3600_000;
@@ -63,8 +65,8 @@ export async function makeCert(o: MakeCertOptions): Promise<TestCert> {
       o.keyUsage ?? (isCa ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature),
       true,
     ),
-    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
   ];
+  if (o.ski !== false) extensions.push(await x509.SubjectKeyIdentifierExtension.create(keys.publicKey));
   const signer = o.issuer ?? null;
   const cert = await x509.X509CertificateGenerator.create({
     subject: o.name,

@@ -118,6 +118,27 @@ t.test('plug-in CA folders', async (t) => {
     t.ok(n.checkIssued(new NodeX509(inter.certPem)), 'authority key id / names line up');
   });
 
+  t.test('RSA, P-384 and SKI-less CAs sign directly', async (t) => {
+    const p384 = await makeCert({ name: 'CN=P-384 root', keyAlg: 'ec384' });
+    const noSki = await makeCert({ name: 'CN=no SKI root', ski: false });
+    for (const [label, c, sigOid] of [
+      ['RSA root', root, 'sha256WithRSAEncryption'],
+      ['P-384 root', p384, 'ecdsa-with-SHA384'],
+      ['root without SKI', noSki, 'ecdsa-with-SHA256'],
+    ] as const) {
+      const ca = await LocalCa.load(await mk({ caCert: c.certPem, caKey: c.keyPem, rootCert: c.certPem, certChain: c.certPem }));
+      const leaf = await ca.sign(SLEEP, HOUR);
+      const n = new NodeX509(leaf.certPem);
+      t.ok(n.verify(new NodeX509(c.certPem).publicKey), `${label}: leaf verifies`);
+      t.ok(n.checkIssued(new NodeX509(c.certPem)), `${label}: issued by it`);
+      const px = new x509.X509Certificate(leaf.certPem);
+      const sa = px.signatureAlgorithm as unknown as { name: string; hash: { name: string } };
+      t.equal(`${sa.name}/${sa.hash.name}`, { sha256WithRSAEncryption: 'RSASSA-PKCS1-v1_5/SHA-256', 'ecdsa-with-SHA384': 'ECDSA/SHA-384', 'ecdsa-with-SHA256': 'ECDSA/SHA-256' }[sigOid], `${label}: ${sigOid}`);
+      const aki = px.getExtension(x509.AuthorityKeyIdentifierExtension);
+      t.ok(aki?.keyId, `${label}: authority key id present`);
+    }
+  });
+
   t.test('a chain file without ca-cert gets ca-cert prepended', async (t) => {
     const ca = await LocalCa.load(await mk(folder(inter, { certChain: root.certPem })));
     t.equal(ca.chainPem.length, 2);

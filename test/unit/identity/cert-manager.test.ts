@@ -151,6 +151,17 @@ t.test('a failure keeps the old cert, retries with backoff, and expiry makes it 
   t.equal(mgr.states()[0]!.state, 'Available');
 });
 
+t.test('fetch during backoff fails at once instead of hammering the CA', async (t) => {
+  const { mgr, issuer, clock } = await setup(t);
+  issuer.fail = 'CA down';
+  await t.rejects(mgr.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE', message: /failed: CA down/ }, 'the attempt it waited for failed');
+  t.equal(issuer.calls, 1);
+  clock.now += 500; // retry due at +1 s
+  await t.rejects(mgr.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE', message: /no certificate for .*: CA down/ });
+  await mgr.settled();
+  t.equal(issuer.calls, 1, 'no extra attempt');
+});
+
 t.test('backoff is capped', async (t) => {
   const { mgr, issuer, clock, errors } = await setup(t, { retryInitialMs: 1000, retryMaxMs: 5000 });
   issuer.fail = 'down';
