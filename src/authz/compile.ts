@@ -213,7 +213,7 @@ function compileCidrs(list: readonly Cidr[], where: string): CompiledCidrs {
       v4.push(ipv4ToInt(c.address) & mask, mask);
       return;
     }
-    const words = ipv6Words(c.address) ?? bad('address is not an IP address');
+    const words = ipv6Words(c.address)!; // ipFamily said 6, so the words parse
     const nets: number[] = [];
     const masks: number[] = [];
     for (let w = 0; w < 4; w++) {

@@ -1,0 +1,88 @@
+import t from 'tap';
+import { compilePolicies, compilePolicy } from '../../../src/authz/compile';
+import { isProxyError } from '../../../src/errors';
+import type { Match, Policy } from '../../../src/state/model';
+import { MATCH_PORT, only, policy } from './fixtures';
+
+t.test('indexes: Global in global, Namespace by namespace, every policy by ns/name', async (t) => {
+  const c = compilePolicies([
+    policy('g1', { namespace: 'istio-system', scope: 'Global' }),
+    policy('n1', { namespace: 'default' }),
+    policy('n2', { namespace: 'default', action: 'Deny' }),
+    policy('n3', { namespace: 'prod' }),
+    policy('w1', { namespace: 'default', scope: 'WorkloadSelector' }),
+  ]);
+  t.same(c.global.map((p) => p.key), ['istio-system/g1']);
+  t.same([...c.byNamespace.keys()].sort(), ['default', 'prod']);
+  t.same(c.byNamespace.get('default')!.map((p) => p.key), ['default/n1', 'default/n2']);
+  t.same(c.byNamespace.get('prod')!.map((p) => p.key), ['prod/n3']);
+  t.same([...c.byKey.keys()].sort(), ['default/n1', 'default/n2', 'default/w1', 'istio-system/g1', 'prod/n3']);
+  t.equal(c.byKey.get('default/w1')!.scope, 'WorkloadSelector', 'WorkloadSelector only by key');
+  t.notOk(
+    [...c.byNamespace.values()].flat().some((p) => p.scope === 'WorkloadSelector'),
+    'WorkloadSelector policies are not indexed by namespace',
+  );
+});
+
+t.test('a later policy with the same key replaces the earlier one', async (t) => {
+  const c = compilePolicies([
+    policy('p', { action: 'Allow' }),
+    policy('p', { action: 'Deny' }),
+  ]);
+  t.equal(c.byKey.size, 1);
+  t.same(c.byNamespace.get('default')!.map((p) => p.action), ['Deny']);
+});
+
+t.test('precomputed decisions carry ztunnel-style reasons', async (t) => {
+  const d = compilePolicy(policy('no-evil', { namespace: 'prod', action: 'Deny' }));
+  t.same(d.decision, { allowed: false, reason: 'explicitly denied by: prod/no-evil', policy: 'prod/no-evil' });
+  const a = compilePolicy(policy('ok', { namespace: 'prod', action: 'Allow' }));
+  t.same(a.decision, { allowed: true, reason: 'allowed by: prod/ok', policy: 'prod/ok' });
+  t.ok(Object.isFrozen(d.decision));
+});
+
+t.test('CIDRs become masked (net, mask) words; host bits never survive', async (t) => {
+  const p = compilePolicy(
+    policy('c', {
+      rules: only({
+        sourceIps: [
+          { address: '10.0.1.99', prefixLen: 24 },
+          { address: '255.255.255.255', prefixLen: 32 },
+          { address: '1.2.3.4', prefixLen: 0 },
+        ],
+        destinationIps: [{ address: '2001:db8::ff', prefixLen: 120 }],
+      }),
+    }),
+  );
+  const m = p.rules[0]![0]![0]!;
+  t.same([...m.sourceIps!.v4], [0x0a000100, 0xffffff00 | 0, -1, -1, 0, 0]);
+  t.equal(m.sourceIps!.v6.length, 0);
+  t.same([...m.destinationIps!.v6], [0x20010db8, 0, 0, 0, -1, -1, -1, 0xffffff00 | 0]);
+});
+
+t.test('empty lists are the same as absent fields', async (t) => {
+  const p = compilePolicy(policy('e', { rules: only({ namespaces: [], notSourceIps: [], destinationPorts: [] }) }));
+  t.equal(p.rules[0]![0]![0]!.empty, true);
+  t.equal(compilePolicy(policy('f', { rules: only(MATCH_PORT) })).rules[0]![0]![0]!.empty, false);
+});
+
+t.test('malformed input is rejected with ERR_POLICY naming the policy and field', async (t) => {
+  const bad = (m: unknown): Policy => policy('bad', { namespace: 'ns', rules: only(m as Match) });
+  const cases: [string, Policy, RegExp][] = [
+    ['scope', { ...policy('bad', { namespace: 'ns' }), scope: 'Cluster' as never }, /policy ns\/bad: scope must be/],
+    ['action', { ...policy('bad', { namespace: 'ns' }), action: 'Audit' as never }, /policy ns\/bad: action must be/],
+    ['cidr address', bad({ sourceIps: [{ address: 'ten', prefixLen: 8 }] }), /ns\/bad rules\[0\]\[0\]\[0\]\.sourceIps\[0\].*not an IP/],
+    ['cidr not an object', bad({ sourceIps: [null] }), /sourceIps\[0\]: null is not a CIDR/],
+    ['v4 prefix > 32', bad({ destinationIps: [{ address: '10.0.0.0', prefixLen: 33 }] }), /destinationIps\[0\].*0\.\.32/],
+    ['v6 prefix > 128', bad({ notSourceIps: [{ address: '::', prefixLen: 129 }] }), /notSourceIps\[0\].*0\.\.128/],
+    ['negative prefix', bad({ notDestinationIps: [{ address: '::', prefixLen: -1 }] }), /notDestinationIps\[0\]/],
+    ['port', bad({ destinationPorts: [70000] }), /destinationPorts\[0\]: 70000 is not a port/],
+    ['fractional port', bad({ notDestinationPorts: [80, 1.5] }), /notDestinationPorts\[1\]/],
+    ['string match', bad({ principals: [{ Regex: '.*' }] }), /principals\[0\]: expected one of Exact, Prefix, Suffix, Presence/],
+    ['non-string Exact', bad({ namespaces: [{ Exact: 7 }] }), /namespaces\[0\]/],
+  ];
+  for (const [name, p, re] of cases) {
+    const err = t.throws(() => compilePolicies([p]), re, name) as unknown;
+    t.ok(isProxyError(err, 'ERR_POLICY'), `${name}: code ERR_POLICY`);
+  }
+});
