@@ -6,6 +6,7 @@
  * A YAML key with no value (`node:`) parses as null; like an absent key it means "the default".
  */
 import { indexPath, keyPath, type IssueList } from './issues';
+import { normalizeIp } from '../net/ip';
 import type { PortMap } from './model';
 
 export type RawObject = Record<string, unknown>;
@@ -128,32 +129,95 @@ export function checkPort(v: unknown, path: string, issues: IssueList): v is num
 }
 
 /**
- * svcPort → targetPort. Keys arrive as strings (JSON object keys; YAML numeric keys become "80"),
- * so they are checked as decimal text. Target 0 means "the service port itself" (ztunnel).
+ * A fresh object for integer keys. V8 keeps small integer keys (80, 443) in a flat array sized to
+ * the largest key: {80, 443} would cost ~5 KiB. One out-of-range index first switches the object to
+ * dictionary elements (~200 B), which is what JSON.parse would have produced.
  */
-export function readPortMap(v: unknown, path: string, issues: IssueList): PortMap {
-  if (v === undefined || v === null) return EMPTY_PORTS;
+function sparseObject(): Record<number, number> {
+  const o: Record<number, number> = {};
+  o[0x7ffffffe] = 0;
+  delete o[0x7ffffffe];
+  return o;
+}
+
+/**
+ * Validates a svcPort → targetPort mapping and returns its canonical text ("80:8080,443:8443,"; ""
+ * when empty or absent). Keys arrive as strings (JSON object keys; YAML numeric keys become "80"),
+ * so they are checked as decimal text. Target 0 means "the service port itself" (ztunnel).
+ * `pathOf` is called only to report an issue, so the happy path builds no path strings.
+ */
+export function portMapText(v: unknown, pathOf: () => string, issues: IssueList): string {
+  if (v === undefined || v === null) return '';
   if (!isObject(v)) {
-    issues.add(path, `expected a mapping of service port to target port, got ${describe(v)}`);
-    return EMPTY_PORTS;
+    issues.add(pathOf(), `expected a mapping of service port to target port, got ${describe(v)}`);
+    return '';
   }
-  const out: Record<number, number> = {};
-  let n = 0;
+  let text = '';
   for (const k in v) {
     const port = /^[0-9]{1,5}$/.test(k) ? Number(k) : NaN;
     const target = v[k];
     if (!isPortNumber(port, 1)) {
-      issues.add(keyPath(path, k), `service port ${JSON.stringify(k)} is out of range 1..65535`);
-      continue;
-    }
-    if (!isPortNumber(target, 0)) {
-      issues.add(keyPath(path, k), `target port ${describe(target)} is out of range 0..65535 (0 = same as the service port)`);
-      continue;
-    }
-    out[port] = target;
-    n++;
+      issues.add(keyPath(pathOf(), k), `service port ${JSON.stringify(k)} is out of range 1..65535`);
+    } else if (!isPortNumber(target, 0)) {
+      issues.add(keyPath(pathOf(), k), `target port ${describe(target)} is out of range 0..65535 (0 = same as the service port)`);
+    } else text += `${port}:${target},`;
   }
-  return n === 0 ? EMPTY_PORTS : Object.freeze(out);
+  return text;
+}
+
+/** The PortMap for a canonical text, shared through `shared` (most workloads of a service have the same one). */
+export function portMapOf(text: string, shared: Interner<PortMap>): PortMap {
+  if (text === '') return EMPTY_PORTS;
+  return shared(text, () => {
+    const out = sparseObject();
+    for (const pair of text.split(',')) {
+      if (pair === '') continue;
+      const colon = pair.indexOf(':');
+      out[Number(pair.slice(0, colon))] = Number(pair.slice(colon + 1));
+    }
+    return Object.freeze(out);
+  });
+}
+
+export function readPortMap(v: unknown, pathOf: () => string, issues: IssueList, shared: Interner<PortMap>): PortMap {
+  return portMapOf(portMapText(v, pathOf, issues), shared);
+}
+
+/** Returns the value already made for `key`, or makes, remembers and returns it. */
+export type Interner<T> = (key: string, make: () => T) => T;
+
+export function makeSharedCache<T>(): Interner<T> {
+  const seen = new Map<string, T>();
+  return (key, make) => {
+    let v = seen.get(key);
+    if (v === undefined) seen.set(key, (v = make()));
+    return v;
+  };
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+/**
+ * normalizeIp with a fast path for the common case, an IPv4 address already in canonical form:
+ * returned as-is without allocating (normalizeIp splits and re-joins every address).
+ */
+export function normalizeAddress(s: string): string | null {
+  const n = s.length;
+  let i = 0;
+  for (let part = 0; part < 4; part++) {
+    const start = i;
+    let value = 0;
+    while (i < n && isDigit(s.charCodeAt(i)) && i - start < 3) value = value * 10 + s.charCodeAt(i++) - 48;
+    const len = i - start;
+    if (len === 0 || value > 255 || (len > 1 && s.charCodeAt(start) === 48)) return normalizeIp(s);
+    if (part < 3) {
+      if (i >= n || s.charCodeAt(i) !== 46) return normalizeIp(s);
+      i++;
+    }
+  }
+  return i === n ? s : normalizeIp(s);
 }
 
 /**

@@ -2,13 +2,12 @@
  * One service entry of the local snapshot (ztunnel's Service, serde names). VIPs are written in
  * ztunnel's NetworkAddress text form "network/ip"; a bare "ip" is accepted as network "".
  */
-import { normalizeIp } from '../net/ip';
 import {
-  checkFields, describe, EMPTY_LIST, fieldSpec, readBool, readEnum, readList, readPortMap, readString,
-  readStringList, type RawObject,
+  checkFields, describe, EMPTY_LIST, fieldSpec, normalizeAddress, readBool, readEnum, readList, readPortMap,
+  readString, readStringList, type Interner, type RawObject,
 } from './fields';
 import { indexPath, keyPath, type IssueList } from './issues';
-import type { LoadBalancer, NetworkAddress, Service } from './model';
+import type { LoadBalancer, NetworkAddress, PortMap, Service } from './model';
 
 const SERVICE_FIELDS = fieldSpec(
   ['name', 'namespace', 'hostname', 'vips', 'ports', 'subjectAltNames', 'loadBalancer', 'canonical'],
@@ -26,7 +25,7 @@ const LB_HEALTH: readonly LoadBalancer['healthPolicy'][] = ['OnlyHealthy', 'Allo
 export function parseNetworkAddress(text: string): NetworkAddress | null {
   const slash = text.indexOf('/');
   const network = slash < 0 ? '' : text.slice(0, slash);
-  const address = normalizeIp(slash < 0 ? text : text.slice(slash + 1));
+  const address = normalizeAddress(slash < 0 ? text : text.slice(slash + 1));
   return address === null ? null : { network, address };
 }
 
@@ -71,7 +70,13 @@ function readLoadBalancer(o: RawObject, path: string, issues: IssueList): LoadBa
 }
 
 /** Returns null only when the entry is not a mapping at all. */
-export function parseService(raw: unknown, path: string, issues: IssueList, intern: (s: string) => string): Service | null {
+export function parseService(
+  raw: unknown,
+  path: string,
+  issues: IssueList,
+  intern: (s: string) => string,
+  portMaps: Interner<PortMap>,
+): Service | null {
   if (!checkFields(raw, path, SERVICE_FIELDS, issues)) return null;
   const o = raw;
   return Object.freeze<Service>({
@@ -79,7 +84,7 @@ export function parseService(raw: unknown, path: string, issues: IssueList, inte
     namespace: intern(readString(o, 'namespace', path, issues, { nonEmpty: true })),
     hostname: readString(o, 'hostname', path, issues, { nonEmpty: true }),
     vips: readVips(o, path, issues),
-    ports: readPortMap(o['ports'], keyPath(path, 'ports'), issues),
+    ports: readPortMap(o['ports'], () => keyPath(path, 'ports'), issues, portMaps),
     subjectAltNames: readStringList(o, 'subjectAltNames', path, issues),
     loadBalancer: readLoadBalancer(o, path, issues),
     canonical: readBool(o, 'canonical', path, issues),

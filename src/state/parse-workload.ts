@@ -1,15 +1,15 @@
 /**
  * One workload entry of the local snapshot (ztunnel's LocalWorkload: a Workload plus the services
  * it is an endpoint of). Field names follow ztunnel's serde names (camelCase, deny_unknown_fields).
- * Cross-entry checks (duplicate uids/IPs, service references) live in parse.ts.
+ * References to services and policies are checked here (they are parsed first); duplicate uids
+ * and IPs across workloads are checked in parse.ts.
  */
-import { normalizeIp } from '../net/ip';
 import {
-  checkFields, describe, EMPTY_LIST, fieldSpec, isObject, readEnum, readList, readPortMap, readString,
-  readStringList, type RawObject,
+  checkFields, describe, EMPTY_LIST, fieldSpec, isObject, normalizeAddress, portMapOf, portMapText, readEnum, readList,
+  readString, readStringList, type Interner, type RawObject,
 } from './fields';
 import { indexPath, keyPath, type IssueList } from './issues';
-import type { HealthStatus, Locality, PortMap, Protocol, Workload } from './model';
+import type { HealthStatus, Locality, PortMap, Protocol, Service, Workload } from './model';
 
 const WORKLOAD_FIELDS = fieldSpec(
   [
@@ -32,6 +32,12 @@ export interface WorkloadContext {
   readonly intern: (s: string) => string;
   /** TRUST_DOMAIN: the default for workloads that do not name one. */
   readonly trustDomain: string;
+  /** Services by "namespace/hostname" (parsed first): endpoint entries must name one of them. */
+  readonly services: ReadonlyMap<string, Service>;
+  /** Policies by "namespace/name": authorizationPolicies must name one of them. */
+  readonly policies: ReadonlyMap<string, unknown>;
+  readonly portMaps: Interner<PortMap>;
+  readonly serviceRefs: Interner<Readonly<Record<string, PortMap>>>;
 }
 
 function readLocality(o: RawObject, path: string, cx: WorkloadContext): Locality | null {
@@ -52,7 +58,7 @@ function readIps(o: RawObject, path: string, issues: IssueList): readonly string
   const out: string[] = [];
   for (let i = 0; i < raw.length; i++) {
     const v = raw[i];
-    const ip = typeof v === 'string' ? normalizeIp(v) : null;
+    const ip = typeof v === 'string' ? normalizeAddress(v) : null;
     if (ip === null) {
       const what = typeof v === 'string' ? JSON.stringify(v) : describe(v);
       issues.add(indexPath(keyPath(path, 'workloadIps'), i), `${what} is not an IP address`);
@@ -69,22 +75,58 @@ function readCapacity(o: RawObject, path: string, issues: IssueList): number {
   return 1;
 }
 
-/** "ns/hostname" → port map. Whether the service exists is checked once all services are known. */
+/**
+ * "ns/hostname" → port map: each entry must name a service of this snapshot and only ports that
+ * service has. Identical maps are shared (every pod of a deployment has the same one).
+ */
 function readServiceRefs(o: RawObject, path: string, cx: WorkloadContext): Readonly<Record<string, PortMap>> {
   const v = o['services'];
   if (v === undefined || v === null) return EMPTY_SERVICES;
-  const p = keyPath(path, 'services');
+  const { issues } = cx;
   if (!isObject(v)) {
-    cx.issues.add(p, `expected a mapping of "namespace/hostname" to ports, got ${describe(v)}`);
+    issues.addAt(path, 'services', `expected a mapping of "namespace/hostname" to ports, got ${describe(v)}`);
     return EMPTY_SERVICES;
   }
-  const out: Record<string, PortMap> = {};
-  let n = 0;
+  let shareKey = '';
+  let shareable = true;
+  const texts: string[] = [];
   for (const key in v) {
-    out[cx.intern(key)] = readPortMap(v[key], keyPath(p, key), cx.issues);
-    n++;
+    const pathOf = (): string => keyPath(keyPath(path, 'services'), key);
+    const text = portMapText(v[key], pathOf, issues);
+    // NUL separates the parts; a (senseless) key holding one is simply not shared
+    if (key.includes('\0')) shareable = false;
+    shareKey += `${key}\0${text}\0`;
+    texts.push(text);
+    const svc = cx.services.get(key);
+    if (svc === undefined) {
+      const slash = key.indexOf('/');
+      const shape = slash > 0 && slash < key.length - 1;
+      issues.add(pathOf(), shape ? `no service ${JSON.stringify(key)} in this snapshot` : `expected "namespace/hostname", got ${JSON.stringify(key)}`);
+      continue;
+    }
+    const ports = portMapOf(text, cx.portMaps);
+    for (const port in ports) {
+      if (svc.ports[Number(port)] === undefined) issues.add(keyPath(pathOf(), port), `service ${JSON.stringify(key)} has no port ${port}`);
+    }
   }
-  return n === 0 ? EMPTY_SERVICES : Object.freeze(out);
+  if (shareKey === '') return EMPTY_SERVICES;
+  const make = (): Readonly<Record<string, PortMap>> => {
+    const out: Record<string, PortMap> = {};
+    let i = 0;
+    for (const key in v) out[cx.intern(key)] = portMapOf(texts[i++]!, cx.portMaps);
+    return Object.freeze(out);
+  };
+  return shareable ? cx.serviceRefs(shareKey, make) : make();
+}
+
+function checkPolicyRefs(list: readonly string[], path: string, cx: WorkloadContext): readonly string[] {
+  if (list.length === 0) return EMPTY_LIST;
+  list.forEach((name, j) => {
+    if (!cx.policies.has(name)) {
+      cx.issues.add(indexPath(keyPath(path, 'authorizationPolicies'), j), `no policy ${JSON.stringify(name)} in this snapshot`);
+    }
+  });
+  return Object.freeze(list.map(cx.intern));
 }
 
 const EMPTY_SERVICES: Readonly<Record<string, PortMap>> = Object.freeze({});
@@ -116,7 +158,7 @@ export function parseWorkload(raw: unknown, path: string, cx: WorkloadContext): 
     clusterId: intern(readString(o, 'clusterId', path, issues)),
     locality: readLocality(o, path, cx),
     status: readEnum(o, 'status', path, issues, STATUSES, 'Healthy'),
-    authorizationPolicies: policies.length === 0 ? EMPTY_LIST : Object.freeze(policies.map(intern)),
+    authorizationPolicies: checkPolicyRefs(policies, path, cx),
     capacity: readCapacity(o, path, issues),
     services: readServiceRefs(o, path, cx),
   });

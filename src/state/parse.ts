@@ -11,12 +11,12 @@
  * Objects are frozen as they are built (no second walk over 200k workloads).
  */
 import YAML from 'yaml';
-import { checkFields, fieldSpec, makeInterner, readList } from './fields';
+import { checkFields, fieldSpec, makeInterner, makeSharedCache, readList, type Interner } from './fields';
 import { indexPath, keyPath, IssueList } from './issues';
-import { resourceKey, type Policy, type Service, type SnapshotDoc, type Workload } from './model';
+import { resourceKey, type Policy, type PortMap, type Service, type SnapshotDoc, type Workload } from './model';
 import { parsePolicy } from './parse-policy';
 import { parseService } from './parse-service';
-import { parseWorkload } from './parse-workload';
+import { parseWorkload, type WorkloadContext } from './parse-workload';
 
 export { SnapshotError, type SnapshotIssue } from './issues';
 
@@ -49,19 +49,18 @@ function toRaw(text: string, issues: IssueList): unknown {
   return doc.toJS({ maxAliasCount: 1000 }) as unknown;
 }
 
-function splitKey(key: string): [string, string] | null {
-  const slash = key.indexOf('/');
-  return slash <= 0 || slash === key.length - 1 ? null : [key.slice(0, slash), key.slice(slash + 1)];
+interface Shared {
+  readonly intern: (s: string) => string;
+  readonly portMaps: Interner<PortMap>;
 }
 
-function parseServices(raw: unknown, issues: IssueList, intern: (s: string) => string): Map<string, Service> {
+function parseServices(raw: readonly unknown[], issues: IssueList, shared: Shared): Map<string, Service> {
   const byKey = new Map<string, Service>();
   const firstAt = new Map<string, number>();
   const vipAt = new Map<string, number>();
-  const list = raw as readonly unknown[];
-  for (let i = 0; i < list.length; i++) {
+  for (let i = 0; i < raw.length; i++) {
     const path = indexPath('services', i);
-    const svc = parseService(list[i], path, issues, intern);
+    const svc = parseService(raw[i], path, issues, shared.intern, shared.portMaps);
     if (svc === null) continue;
     const key = resourceKey(svc.namespace, svc.hostname);
     const prev = firstAt.get(key);
@@ -81,13 +80,12 @@ function parseServices(raw: unknown, issues: IssueList, intern: (s: string) => s
   return byKey;
 }
 
-function parsePolicies(raw: unknown, issues: IssueList): Map<string, Policy> {
+function parsePolicies(raw: readonly unknown[], issues: IssueList): Map<string, Policy> {
   const byKey = new Map<string, Policy>();
   const firstAt = new Map<string, number>();
-  const list = raw as readonly unknown[];
-  for (let i = 0; i < list.length; i++) {
+  for (let i = 0; i < raw.length; i++) {
     const path = indexPath('policies', i);
-    const pol = parsePolicy(list[i], path, issues);
+    const pol = parsePolicy(raw[i], path, issues);
     if (pol === null) continue;
     const key = resourceKey(pol.namespace, pol.name);
     const prev = firstAt.get(key);
@@ -101,40 +99,16 @@ function parsePolicies(raw: unknown, issues: IssueList): Map<string, Policy> {
   return byKey;
 }
 
-/** The workload's endpoint entries must name real services and ports those services have. */
-function checkServiceRefs(w: Workload, path: string, services: ReadonlyMap<string, Service>, issues: IssueList): void {
-  for (const key in w.services) {
-    const p = keyPath(keyPath(path, 'services'), key);
-    if (splitKey(key) === null) {
-      issues.add(p, `expected "namespace/hostname", got ${JSON.stringify(key)}`);
-      continue;
-    }
-    const svc = services.get(key);
-    if (svc === undefined) {
-      issues.add(p, `no service ${JSON.stringify(key)} in this snapshot`);
-      continue;
-    }
-    for (const port in w.services[key]) {
-      if (svc.ports[Number(port)] === undefined) issues.add(keyPath(p, port), `service ${JSON.stringify(key)} has no port ${port}`);
-    }
-  }
-}
-
-function parseWorkloads(
-  raw: unknown,
-  issues: IssueList,
-  cx: { intern: (s: string) => string; trustDomain: string },
-  services: ReadonlyMap<string, Service>,
-  policies: ReadonlyMap<string, Policy>,
-): Workload[] {
+/** Workloads, after services and policies so references can be checked as each entry is read. */
+function parseWorkloads(raw: readonly unknown[], cx: WorkloadContext): Workload[] {
+  const { issues } = cx;
   const out: Workload[] = [];
   const uidAt = new Map<string, number>();
-  const ipAt = new Map<string, number>();
-  const list = raw as readonly unknown[];
-  const wcx = { issues, intern: cx.intern, trustDomain: cx.trustDomain };
-  for (let i = 0; i < list.length; i++) {
+  // network → ip → index of the workload that has it (nested: no key string per IP)
+  const ipAt = new Map<string, Map<string, number>>();
+  for (let i = 0; i < raw.length; i++) {
     const path = indexPath('workloads', i);
-    const w = parseWorkload(list[i], path, wcx);
+    const w = parseWorkload(raw[i], path, cx);
     if (w === null) continue;
     const prev = uidAt.get(w.uid);
     if (prev !== undefined && w.uid !== '') {
@@ -142,22 +116,17 @@ function parseWorkloads(
       continue;
     }
     uidAt.set(w.uid, i);
+    let inNetwork = ipAt.get(w.network);
+    if (inNetwork === undefined) ipAt.set(w.network, (inNetwork = new Map()));
     for (let j = 0; j < w.workloadIps.length; j++) {
       const ip = w.workloadIps[j]!;
-      const k = `${w.network}/${ip}`;
-      const owner = ipAt.get(k);
-      if (owner === undefined) ipAt.set(k, i);
+      const owner = inNetwork.get(ip);
+      if (owner === undefined) inNetwork.set(ip, i);
       else {
         const who = owner === i ? 'this workload already' : `workloads[${owner}]`;
         issues.add(indexPath(keyPath(path, 'workloadIps'), j), `${ip} in network ${JSON.stringify(w.network)} is already used by ${who}`);
       }
     }
-    checkServiceRefs(w, path, services, issues);
-    w.authorizationPolicies.forEach((name, j) => {
-      if (!policies.has(name)) {
-        issues.add(indexPath(keyPath(path, 'authorizationPolicies'), j), `no policy ${JSON.stringify(name)} in this snapshot`);
-      }
-    });
     out.push(w);
   }
   return out;
@@ -184,10 +153,18 @@ export function parseSnapshot(text: string, opts: ParseOptions): SnapshotDoc {
     issues.throwIfAny();
   }
   const top = raw as Record<string, unknown>;
-  const intern = makeInterner();
-  const services = parseServices(readList(top, 'services', '', issues), issues, intern);
+  const shared: Shared = { intern: makeInterner(), portMaps: makeSharedCache() };
+  const services = parseServices(readList(top, 'services', '', issues), issues, shared);
   const policies = parsePolicies(readList(top, 'policies', '', issues), issues);
-  const workloads = parseWorkloads(readList(top, 'workloads', '', issues), issues, { intern, trustDomain: opts.trustDomain }, services, policies);
+  const workloads = parseWorkloads(readList(top, 'workloads', '', issues), {
+    issues,
+    intern: shared.intern,
+    trustDomain: opts.trustDomain,
+    services,
+    policies,
+    portMaps: shared.portMaps,
+    serviceRefs: makeSharedCache(),
+  });
   issues.throwIfAny();
   return Object.freeze({
     workloads: Object.freeze(workloads),
