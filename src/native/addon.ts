@@ -1,0 +1,260 @@
+/**
+ * Loads the native addon (native/, see native/README.md) and exposes it as a typed API whose calls
+ * validate their arguments and throw Node-shaped errors ({code, errno, syscall}) instead of
+ * returning -errno.
+ *
+ * Loading: call loadNative() once per thread at startup and pass the result down in the deps
+ * bundle. The binary itself is loaded once per thread by Node's require cache (each worker_thread
+ * has its own and gets its own addon instance: the addon is context-aware); nothing happens at
+ * import time.
+ */
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import { ProxyError } from '../errors';
+import { checkNative, errnoError, type NativeFailure } from './errno';
+
+/** dist/src/native/addon.js -> native/build/Release (the compiled layout; tests run from dist too) */
+export const DEFAULT_ADDON_PATH = resolve(__dirname, '../../../native/build/Release/ztunnel_native.node');
+
+export interface SocketKernelOptions {
+  /** IP_TRANSPARENT / IPV6_TRANSPARENT (CAP_NET_ADMIN) */
+  transparent?: boolean;
+  /** SO_MARK (CAP_NET_ADMIN) */
+  mark?: number;
+  /** IP_FREEBIND / IPV6_FREEBIND */
+  freebind?: boolean;
+}
+
+export interface ListenOptions extends SocketKernelOptions {
+  host: string;
+  port: number;
+  backlog: number;
+  reusePort: boolean;
+}
+
+export interface KeepaliveOptions {
+  idleSec: number;
+  intervalSec: number;
+  count: number;
+}
+
+export interface ConnectSocketOptions extends SocketKernelOptions {
+  family: 4 | 6;
+  /** source address to bind before connecting (e.g. the original client IP, with transparent) */
+  bindAddress?: string;
+  /** 0 or absent: any port, picked at connect() time */
+  bindPort?: number;
+  keepalive?: KeepaliveOptions;
+}
+
+export interface SocketAddress {
+  address: string;
+  port: number;
+}
+
+/** What the kernel reports for the options this addon sets (tests, diagnostics). */
+export interface SocketInfo {
+  family: number;
+  type: number;
+  reuseAddr: number;
+  reusePort: number;
+  transparent: number;
+  freebind: number;
+  mark: number;
+  keepalive: number;
+  keepIdle: number;
+  keepIntvl: number;
+  keepCnt: number;
+  nonBlocking: number;
+  cloexec: number;
+}
+
+export interface RelayCounters {
+  /** bytes read from A and written to B */
+  aToB: number;
+  /** bytes read from B and written to A */
+  bToA: number;
+}
+
+/** What the addon reports when a splice relay ends; errno is -errno (Node style) or 0. */
+export interface NativeRelayResult extends RelayCounters {
+  reason: 'eof' | 'reset' | 'error' | 'stopped';
+  errno: number;
+}
+
+export interface RelayStartOptions {
+  /** requested capacity of each direction's pipe; the kernel may grant less (default 1 MiB) */
+  pipeSize?: number;
+  /** bytes already read from A (resp. B) that must be delivered to B (resp. A) first */
+  prefixAB?: Buffer | null;
+  prefixBA?: Buffer | null;
+}
+
+export const DEFAULT_PIPE_SIZE = 1 << 20;
+
+export interface NativeApi {
+  /** A listening, non-blocking, close-on-exec socket; hand `fd` to net.Server#listen({fd}). */
+  listen(opts: ListenOptions): { fd: number; port: number };
+  /** The pre-NAT destination of a redirected accepted socket (SO_ORIGINAL_DST). */
+  originalDst(fd: number): SocketAddress;
+  /** An unconnected TCP socket with the options set; connect it with connectSocket(). */
+  socketForConnect(opts: ConnectSocketOptions): number;
+  socketInfo(fd: number): SocketInfo;
+  /** A close-on-exec duplicate the caller owns. */
+  dup(fd: number): number;
+  close(fd: number): void;
+  /**
+   * Starts a splice relay between two connected sockets. On success the relay OWNS fdA and fdB
+   * (it closes them when done); on a throw the caller still owns them. onDone runs once on this
+   * thread, unless the thread's environment is being torn down (then fds are closed silently).
+   */
+  relayStart(fdA: number, fdB: number, onDone: (r: NativeRelayResult) => void, opts?: RelayStartOptions): number;
+  /** Live (then final) counters; null once the completion was delivered or for unknown ids. */
+  relayStats(id: number): RelayCounters | null;
+  /** Asks the relay to stop; false when it had already finished (its onDone is on the way). */
+  relayStop(id: number): boolean;
+  /** Relays running in this thread's addon instance. */
+  relayCount(): number;
+}
+
+/** The raw binding: values, -errno, or [-errno, syscall]; see native/src/addon.cc. */
+interface RawBinding {
+  listen(o: ListenOptions): { fd: number; port: number } | NativeFailure;
+  originalDst(fd: number): SocketAddress | NativeFailure;
+  socketForConnect(o: ConnectSocketOptions): number | NativeFailure;
+  socketInfo(fd: number): SocketInfo | NativeFailure;
+  dup(fd: number): number;
+  close(fd: number): number;
+  relayStart(a: number, b: number, cb: (r: NativeRelayResult) => void, pipeSize: number, pAB: Buffer | null, pBA: Buffer | null): number;
+  relayStats(id: number): [number, number] | number;
+  relayStop(id: number): number;
+  relayCount(): number;
+}
+
+function invalid(fn: string, what: string, got: unknown): ProxyError {
+  return new ProxyError('ERR_NATIVE_ARG', `native.${fn}: ${what}, got ${JSON.stringify(got) ?? String(got)}`);
+}
+
+function intIn(fn: string, name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw invalid(fn, `${name} must be an integer in ${min}..${max}`, v);
+  return v;
+}
+
+/** Any int32: -1 or a closed fd is the kernel's to reject (EBADF), like Node's own fd calls. */
+function fdArg(fn: string, v: unknown, name = 'fd'): number {
+  return intIn(fn, name, v, -(2 ** 31), 2 ** 31 - 1);
+}
+
+function optBool(fn: string, name: string, v: unknown): void {
+  if (v !== undefined && typeof v !== 'boolean') throw invalid(fn, `${name} must be a boolean`, v);
+}
+
+function ipLiteral(fn: string, name: string, v: unknown): 4 | 6 {
+  const fam = typeof v === 'string' && !v.includes('%') ? isIP(v) : 0;
+  if (fam === 0) throw invalid(fn, `${name} must be an IPv4 or IPv6 literal without a zone`, v);
+  return fam as 4 | 6;
+}
+
+function kernelOptions(fn: string, o: SocketKernelOptions): void {
+  optBool(fn, 'transparent', o.transparent);
+  optBool(fn, 'freebind', o.freebind);
+  if (o.mark !== undefined) intIn(fn, 'mark', o.mark, 0, 0xffffffff);
+}
+
+function validateListen(o: ListenOptions): void {
+  if (o === null || typeof o !== 'object') throw invalid('listen', 'options must be an object', o);
+  ipLiteral('listen', 'host', o.host);
+  intIn('listen', 'port', o.port, 0, 65535);
+  intIn('listen', 'backlog', o.backlog, 1, 65535);
+  if (typeof o.reusePort !== 'boolean') throw invalid('listen', 'reusePort must be a boolean', o.reusePort);
+  kernelOptions('listen', o);
+}
+
+function validateConnect(o: ConnectSocketOptions): void {
+  if (o === null || typeof o !== 'object') throw invalid('socketForConnect', 'options must be an object', o);
+  if (o.family !== 4 && o.family !== 6) throw invalid('socketForConnect', 'family must be 4 or 6', o.family);
+  kernelOptions('socketForConnect', o);
+  if (o.bindAddress !== undefined && ipLiteral('socketForConnect', 'bindAddress', o.bindAddress) !== o.family) {
+    throw invalid('socketForConnect', `bindAddress must be an IPv${o.family} address (family ${o.family})`, o.bindAddress);
+  }
+  if (o.bindPort !== undefined) {
+    if (o.bindAddress === undefined) throw invalid('socketForConnect', 'bindPort needs bindAddress', o.bindPort);
+    intIn('socketForConnect', 'bindPort', o.bindPort, 0, 65535);
+  }
+  if (o.keepalive !== undefined) {
+    const k = o.keepalive;
+    if (k === null || typeof k !== 'object') throw invalid('socketForConnect', 'keepalive must be an object', k);
+    // Linux limits: MAX_TCP_KEEPIDLE / MAX_TCP_KEEPINTVL 32767 s, MAX_TCP_KEEPCNT 127.
+    intIn('socketForConnect', 'keepalive.idleSec', k.idleSec, 1, 32767);
+    intIn('socketForConnect', 'keepalive.intervalSec', k.intervalSec, 1, 32767);
+    intIn('socketForConnect', 'keepalive.count', k.count, 1, 127);
+  }
+}
+
+function wrap(raw: RawBinding): NativeApi {
+  return Object.freeze({
+    listen(opts: ListenOptions) {
+      validateListen(opts);
+      return checkNative(raw.listen(opts), 'listen', { address: opts.host, port: opts.port });
+    },
+    originalDst(fd: number) {
+      return checkNative(raw.originalDst(fdArg('originalDst', fd)), 'getsockopt');
+    },
+    socketForConnect(opts: ConnectSocketOptions) {
+      validateConnect(opts);
+      const detail = opts.bindAddress === undefined ? undefined : { address: opts.bindAddress, port: opts.bindPort ?? 0 };
+      return checkNative<number>(raw.socketForConnect(opts), 'socket', detail);
+    },
+    socketInfo(fd: number) {
+      return checkNative(raw.socketInfo(fdArg('socketInfo', fd)), 'getsockopt');
+    },
+    dup(fd: number) {
+      return checkNative<number>(raw.dup(fdArg('dup', fd)), 'fcntl');
+    },
+    close(fd: number) {
+      checkNative<number>(raw.close(fdArg('close', fd)), 'close');
+    },
+    relayStart(fdA: number, fdB: number, onDone: (r: NativeRelayResult) => void, opts: RelayStartOptions = {}) {
+      fdArg('relayStart', fdA, 'fdA');
+      fdArg('relayStart', fdB, 'fdB');
+      if (fdA === fdB) throw invalid('relayStart', 'fdA and fdB must differ', fdB);
+      if (typeof onDone !== 'function') throw invalid('relayStart', 'onDone must be a function', typeof onDone);
+      const pipeSize = intIn('relayStart', 'pipeSize', opts.pipeSize ?? DEFAULT_PIPE_SIZE, 4096, 1 << 30);
+      for (const [name, b] of [['prefixAB', opts.prefixAB], ['prefixBA', opts.prefixBA]] as const) {
+        if (b !== undefined && b !== null && !Buffer.isBuffer(b)) throw invalid('relayStart', `${name} must be a Buffer`, typeof b);
+      }
+      const id = raw.relayStart(fdA, fdB, onDone, pipeSize, opts.prefixAB ?? null, opts.prefixBA ?? null);
+      if (id < 0) throw errnoError(id, 'relayStart');
+      return id;
+    },
+    relayStats(id: number) {
+      const r = raw.relayStats(intIn('relayStats', 'id', id, 1, 2 ** 32 - 1));
+      return typeof r === 'number' ? null : { aToB: r[0], bToA: r[1] };
+    },
+    relayStop(id: number) {
+      return raw.relayStop(intIn('relayStop', 'id', id, 1, 2 ** 32 - 1)) === 0;
+    },
+    relayCount() {
+      return raw.relayCount();
+    },
+  });
+}
+
+/**
+ * Loads the addon for this thread. Throws ERR_NATIVE_UNAVAILABLE (with the load error as cause)
+ * when the binary is missing or unloadable, so the caller can choose the JS paths instead.
+ */
+export function loadNative(addonPath: string = DEFAULT_ADDON_PATH): NativeApi {
+  let raw: RawBinding;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    raw = require(addonPath) as RawBinding;
+  } catch (err) {
+    throw new ProxyError(
+      'ERR_NATIVE_UNAVAILABLE',
+      `native addon not loadable from ${addonPath} (build it with "npm ci" or "node native/build.js"): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  return wrap(raw);
+}
