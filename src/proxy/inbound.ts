@@ -1,0 +1,195 @@
+/**
+ * The inbound HBONE request handler: one CONNECT stream, already inside an mTLS session whose
+ * client identity was verified (hbone-server.ts). Phases, as ztunnel's inbound.rs:
+ *   parse     :method must be CONNECT, :authority a strict IP:port          → 400
+ *   identify  the authority IP must be this listener's workload IP         → 400
+ *             the destination workload must be in the snapshot             → 503
+ *   authorize the peer identity against the destination's policies        → 401
+ *   connect   upstream ip:targetPort (injected factory, 10 s deadline)     → 503
+ *   copy      200 + the destination's baggage, then relay both ways
+ *   record    release from the ConnectionManager, events.onClose(bytes, reason)
+ * The connection is registered with the ConnectionManager right after authorization, so a
+ * policy change that lands while the upstream connect is in flight still applies to it.
+ */
+import * as net from 'node:net';
+import * as http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { ProxyError } from '../errors';
+import { formatSpiffe, type Identity } from '../identity/spiffe';
+import { joinHostPort } from '../net/ip';
+import { SELF_PORTS } from '../config/ports';
+import type { ConnInfo, Decision } from '../authz/types';
+import type { Workload } from '../state/model';
+import { parseAuthority } from './authority';
+import { formatBaggage, workloadBaggage } from './baggage';
+import { relay, type Relay } from './copy';
+import type { AuthorizeFn, ByteCounts, ConnectionManager, WorkloadLookup } from './connection-manager';
+import { NO_LOG, type ProxyLog } from './proxy-log';
+
+/** Opens the upstream connection; rejects on failure. The native/transparent factory plugs in here. */
+export type UpstreamConnect = (target: { readonly ip: string; readonly port: number }, conn: ConnInfo) => Promise<Duplex>;
+
+/** Metrics/access-log hooks; the observability work fills them in. All optional. */
+export interface ConnEvents {
+  /** A tunnel was accepted (200 sent) and relaying starts. */
+  onOpen?(info: ConnInfo, dst: Workload): void;
+  /** A tunnel that was open has ended. */
+  onClose?(info: ConnInfo, dst: Workload, bytes: ByteCounts, reason: string): void;
+  /** A request refused before any byte was relayed; `info` is as complete as it got. */
+  onReject?(info: Partial<ConnInfo>, status: number, reason: string): void;
+}
+
+export interface InboundDeps<S extends WorkloadLookup> {
+  /** The snapshot in force (read once per request). */
+  snapshot(): S;
+  authorize: AuthorizeFn<S>;
+  connections: ConnectionManager;
+  /** Default: net.connect with TCP_NODELAY, half-open allowed, `connectTimeoutMs` deadline. */
+  connect?: UpstreamConnect;
+  connectTimeoutMs?: number;
+  /** This node's network for workload lookups ("" = default). */
+  network?: string;
+  log?: ProxyLog;
+  events?: ConnEvents;
+}
+
+/** The verified facts of the mTLS session a stream arrived on. */
+export interface PeerContext {
+  readonly identity: Identity;
+  readonly srcIp: string;
+  readonly srcPort: number;
+  /** The listener's (destination workload's) IP, normal form. */
+  readonly localIp: string;
+}
+
+export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * net.connect with TCP_NODELAY and allowHalfOpen (half-close must be propagated, not turned into a
+ * full close). The deadline rides on socket.setTimeout, whose timers Node groups per duration,
+ * so all pending connects share one underlying timer.
+ */
+export function tcpConnect(timeoutMs = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS): UpstreamConnect {
+  return (target) =>
+    new Promise((resolve, reject) => {
+      const socket = net.connect({ host: target.ip, port: target.port, allowHalfOpen: true, noDelay: true });
+      const where = joinHostPort(target.ip, target.port);
+      const onError = (err: NodeJS.ErrnoException): void => {
+        socket.destroy();
+        reject(new ProxyError('ERR_CONNECT', `upstream ${where}: ${err.code ?? err.message}`, { cause: err }));
+      };
+      socket.setTimeout(timeoutMs, () => onError(new ProxyError('ERR_TIMEOUT', `no answer within ${timeoutMs} ms`)));
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        socket.setTimeout(0);
+        socket.off('error', onError);
+        resolve(socket);
+      });
+    });
+}
+
+function ignore(): void {}
+
+/** Answers a refused request: status, then end; the client's body, if any, is discarded. */
+function refuse(stream: http2.ServerHttp2Stream, status: number): void {
+  if (stream.destroyed || stream.closed) return;
+  if (!stream.headersSent) stream.respond({ ':status': status }, { endStream: true });
+  stream.resume();
+}
+
+export class InboundHandler<S extends WorkloadLookup> {
+  private readonly log: ProxyLog;
+  private readonly connect: UpstreamConnect;
+  private readonly network: string;
+
+  constructor(private readonly deps: InboundDeps<S>) {
+    this.log = deps.log ?? NO_LOG;
+    this.connect = deps.connect ?? tcpConnect(deps.connectTimeoutMs);
+    this.network = deps.network ?? '';
+  }
+
+  /** Serves one stream to its end; never throws (every failure is answered or logged). */
+  async serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, peer: PeerContext): Promise<void> {
+    // The relay attaches its own handlers; until then a client reset must not be an unhandled error.
+    stream.on('error', ignore);
+    const early: Partial<ConnInfo> = { srcIp: peer.srcIp, srcPort: peer.srcPort, identity: peer.identity };
+    const method = headers[':method'];
+    if (method !== 'CONNECT') return this.reject(stream, early, 400, `method ${String(method)} is not CONNECT`);
+    const auth = parseAuthority(headers[':authority']);
+    if (!auth.ok) return this.reject(stream, early, 400, auth.reason);
+    const info: ConnInfo = { srcIp: peer.srcIp, srcPort: peer.srcPort, identity: peer.identity, dstIp: auth.ip, dstPort: auth.port };
+    if (auth.ip !== peer.localIp) {
+      return this.reject(stream, info, 400, `authority IP ${auth.ip} is not this listener's workload IP ${peer.localIp}`);
+    }
+    if (SELF_PORTS.includes(auth.port)) return this.reject(stream, info, 503, `target port ${auth.port} is one of the proxy's own ports`);
+
+    const snap = this.deps.snapshot();
+    const dst = snap.workloadByIp(auth.ip, this.network);
+    if (!dst) return this.reject(stream, info, 503, `no workload with IP ${auth.ip} in the snapshot`);
+    let decision: Decision;
+    try {
+      decision = this.deps.authorize(info, dst, snap);
+    } catch (err) {
+      decision = { allowed: false, reason: `authorization failed: ${(err as Error).message}`, policy: null };
+    }
+    if (!decision.allowed) return this.reject(stream, info, 401, `denied by policy: ${decision.reason}`);
+
+    await this.tunnel(stream, info, dst);
+  }
+
+  private async tunnel(stream: http2.ServerHttp2Stream, info: ConnInfo, dst: Workload): Promise<void> {
+    let upstream: Duplex | null = null;
+    let r: Relay | null = null;
+    let closedBy: string | null = null;
+    const tracked = this.deps.connections.register(info, dst, {
+      close(reason: string): void {
+        closedBy = reason;
+        if (r) return r.close(reason);
+        // still setting up: refuse the stream; the upstream, if it arrives, is dropped below
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      },
+      bytes: (): ByteCounts => (r ? { received: r.aToB, sent: r.bToA } : { received: 0, sent: 0 }),
+    });
+    try {
+      upstream = await this.connect({ ip: info.dstIp, port: info.dstPort }, info);
+    } catch (err) {
+      this.deps.connections.release(tracked);
+      const why = err instanceof Error ? err.message : String(err);
+      return this.reject(stream, info, 503, `upstream connect to ${joinHostPort(info.dstIp, info.dstPort)} failed: ${why}`);
+    }
+    if (closedBy !== null || stream.destroyed || stream.closed) {
+      upstream.destroy();
+      this.deps.connections.release(tracked);
+      const reason = closedBy ?? 'client went away during the upstream connect';
+      this.deps.events?.onReject?.(info, 0, reason);
+      this.log.debug(this.fields(info, 0, reason), 'inbound tunnel abandoned');
+      return;
+    }
+    stream.respond({ ':status': 200, baggage: formatBaggage(workloadBaggage(dst)) });
+    r = relay(stream, upstream, { aName: 'downstream', bName: 'upstream' });
+    stream.off('error', ignore);
+    this.deps.events?.onOpen?.(info, dst);
+    const result = await r.done;
+    this.deps.connections.release(tracked);
+    const reason = closedBy ?? result.reason;
+    const bytes = { received: result.aToB, sent: result.bToA };
+    this.deps.events?.onClose?.(info, dst, bytes, reason);
+    this.log.debug({ ...this.fields(info, 200, reason), bytesReceived: bytes.received, bytesSent: bytes.sent }, 'inbound tunnel closed');
+  }
+
+  private reject(stream: http2.ServerHttp2Stream, info: Partial<ConnInfo>, status: number, reason: string): void {
+    refuse(stream, status);
+    this.deps.events?.onReject?.(info, status, reason);
+    this.log.info(this.fields(info, status, reason), 'inbound HBONE request refused');
+  }
+
+  private fields(info: Partial<ConnInfo>, status: number, reason: string): object {
+    return {
+      src: info.srcIp === undefined ? undefined : joinHostPort(info.srcIp, info.srcPort ?? 0),
+      dst: info.dstIp === undefined ? undefined : joinHostPort(info.dstIp, info.dstPort ?? 0),
+      srcIdentity: info.identity ? formatSpiffe(info.identity) : undefined,
+      status,
+      reason,
+    };
+  }
+}
