@@ -39,8 +39,9 @@ export function fieldSpec(known: readonly string[], required: readonly string[] 
   return Object.freeze({ known: new Set(known), required: Object.freeze(required.slice()), unsupported: new Set(unsupported) });
 }
 
+/** Case, `_`/`-` and a trailing plural "s" ignored: workload_ips, sourceIp → workloadIps, sourceIps. */
 function squash(s: string): string {
-  return s.toLowerCase().replace(/[_-]/g, '');
+  return s.toLowerCase().replace(/[_-]/g, '').replace(/s$/, '');
 }
 
 /** Checks keys against the spec. Returns false when the value is not a mapping at all. */
