@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { PlanSnapshot } from '../../../src/proxy/outbound-plan';
 import { parseSnapshot } from '../../../src/state/parse';
 import { buildSnapshot, emptySnapshot } from '../../../src/state/snapshot';
 
@@ -70,6 +71,11 @@ t.test('endpoints of a service: every workload naming it, with its own ports', a
   t.equal(snap.endpointsOf(copy).length, 2, 'an equal Service object from another snapshot works too');
   t.same(snap.servicesOf(snap.workloadByUid('a')!).map((s) => s.name), ['echo']);
   t.same(snap.servicesOf(snap.workloadByUid('c')!), []);
+});
+
+t.test('a Snapshot is what the outbound plan looks things up in', async (t) => {
+  const forPlan: PlanSnapshot = snap; // compile-time: the shapes agree
+  t.equal(forPlan.serviceByVip('10.96.0.1')?.hostname, 'echo.svc');
 });
 
 t.test('local workloads are those on this node', async (t) => {
