@@ -1,0 +1,57 @@
+/**
+ * `ztunnel-ts proxy`: parse the config (every bad variable reported, exit 1 before anything is
+ * bound), start the app, run until SIGTERM/SIGINT, drain, exit 0. A second signal exits at once.
+ */
+import { availableParallelism } from 'node:os';
+import { ConfigError } from '../config/issues';
+import { parseConfig, type Config } from '../config/config';
+import { isProxyError } from '../errors';
+import { Logging } from '../logging/logger';
+import { startApp } from '../app';
+import { EXIT_INVALID, EXIT_OK, type CliIo } from './io';
+
+export interface ProcessHooks {
+  /** Installs a handler for SIGTERM/SIGINT (main.ts owns the process object). */
+  readonly onSignal: (handler: (signal: string) => void) => void;
+}
+
+export async function proxyCommand(io: CliIo, hooks: ProcessHooks): Promise<number> {
+  let config: Config;
+  try {
+    config = parseConfig(io.env, { logicalCpus: availableParallelism() });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.err(`ztunnel-ts: ${err.message}\n`);
+      return EXIT_INVALID;
+    }
+    throw err;
+  }
+  const logging = new Logging(config.log);
+  const log = logging.for('ztunnel');
+  let app;
+  try {
+    app = await startApp(config, logging);
+  } catch (err) {
+    if (isProxyError(err)) {
+      log.error({ code: err.code }, err.message);
+      return EXIT_INVALID;
+    }
+    throw err;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    hooks.onSignal((signal) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now');
+        resolve(EXIT_INVALID);
+        return;
+      }
+      stopping = true;
+      log.info({ signal, deadlineMs: config.terminationDeadlineMs }, 'shutting down: draining connections');
+      void app.shutdown().then(() => {
+        log.info('shutdown complete');
+        resolve(EXIT_OK);
+      });
+    });
+  });
+}

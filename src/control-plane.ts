@@ -1,0 +1,92 @@
+/**
+ * The main thread's control plane: the snapshot store (with hot reload), the CA and the
+ * certificate manager that keeps a leaf for every local workload identity.
+ *
+ * Invariant: after start() resolves, `store.current` is the last good snapshot and the cert
+ * manager has been asked for the identity of every local workload in it; each snapshot swap
+ * re-asks (new identities) and forgets identities no local workload uses any more.
+ */
+import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Config } from './config/config';
+import { LocalCa } from './identity/ca';
+import { CertManager } from './identity/cert-manager';
+import { formatSpiffe, type Identity } from './identity/spiffe';
+import { identityOf } from './proxy/outbound-plan';
+import type { Snapshot } from './state/snapshot';
+import { SnapshotStore } from './state/store';
+
+/** The bundled example snapshot (the embedded default): examples/ beside dist/. */
+export const EMBEDDED_SNAPSHOT = join(__dirname, '..', '..', 'examples', 'local-snapshot.yaml');
+
+export interface ControlPlane {
+  readonly store: SnapshotStore;
+  readonly ca: LocalCa;
+  readonly certs: CertManager;
+  close(): void;
+}
+
+export function localIdentities(snap: Snapshot): Map<string, Identity> {
+  const ids = new Map<string, Identity>();
+  for (const w of snap.localWorkloads()) {
+    const id = identityOf(w);
+    ids.set(formatSpiffe(id), id);
+  }
+  return ids;
+}
+
+export async function startControlPlane(config: Config, log: { state: Logger; identity: Logger }): Promise<ControlPlane> {
+  const store = new SnapshotStore({ nodeName: config.nodeName, trustDomain: config.trustDomain, logger: log.state });
+  switch (config.xds.kind) {
+    case 'path':
+      await store.loadFile(config.xds.path);
+      store.watch(config.xds.path);
+      break;
+    case 'inline':
+      store.loadText(config.xds.text, 'LOCAL_XDS');
+      break;
+    case 'embedded':
+      store.loadText(await readFile(EMBEDDED_SNAPSHOT, 'utf8'), EMBEDDED_SNAPSHOT);
+      log.state.info({ path: EMBEDDED_SNAPSHOT }, 'no LOCAL_XDS_PATH or LOCAL_XDS: running the bundled example snapshot');
+      break;
+  }
+
+  let ca: LocalCa;
+  if (config.localCaDir !== null) {
+    ca = await LocalCa.load(config.localCaDir);
+    log.identity.info({ dir: config.localCaDir, subject: ca.subject, notAfter: ca.notAfter.toISOString() }, 'loaded plug-in CA');
+  } else {
+    ca = await LocalCa.generate({ organization: config.trustDomain });
+    log.identity.warn(
+      { subject: ca.subject },
+      'no LOCAL_CA_DIR: generated an ephemeral root CA for this process only (proxies on other nodes will not trust it; use `ztunnel-ts ca init DIR` for a shared one)',
+    );
+  }
+
+  const certs = new CertManager({
+    issuer: ca,
+    ttlMs: config.secretTtlMs,
+    onError: (identity, err, retryAt) =>
+      log.identity.error({ identity: formatSpiffe(identity), err: (err as Error).message, retryAt: new Date(retryAt).toISOString() }, 'certificate issuance failed'),
+  });
+  let known = localIdentities(store.current);
+  certs.ensure(known.values());
+  const unsubscribe = store.subscribe((next) => {
+    const now = localIdentities(next);
+    certs.ensure(now.values());
+    for (const [key, id] of known) if (!now.has(key)) certs.forget(id);
+    known = now;
+  });
+
+  return {
+    store,
+    ca,
+    certs,
+    close(): void {
+      unsubscribe();
+      store.close();
+      certs.close();
+    },
+  };
+}
