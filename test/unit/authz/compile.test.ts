@@ -1,5 +1,5 @@
 import t from 'tap';
-import { compilePolicies, compilePolicy } from '../../../src/authz/compile';
+import { CIDR_WORDS, FIELD_DESTINATION_PORTS, compilePolicies, compilePolicy } from '../../../src/authz/compile';
 import { isProxyError } from '../../../src/errors';
 import type { Match, Policy } from '../../../src/state/model';
 import { MATCH_PORT, only, policy } from './fixtures';
@@ -55,15 +55,23 @@ t.test('CIDRs become masked (net, mask) words; host bits never survive', async (
     }),
   );
   const m = p.rules[0]![0]![0]!;
-  t.same([...m.sourceIps!.v4], [0x0a000100, 0xffffff00 | 0, -1, -1, 0, 0]);
-  t.equal(m.sourceIps!.v6.length, 0);
-  t.same([...m.destinationIps!.v6], [0x20010db8, 0, 0, 0, -1, -1, -1, 0xffffff00 | 0]);
+  // CIDR_WORDS per CIDR: family, 4 network words, 4 mask words
+  t.equal(CIDR_WORDS, 9);
+  t.same([...m.sourceIps!], [
+    4, 0x0a000100, 0, 0, 0, 0xffffff00 | 0, 0, 0, 0,
+    4, -1, 0, 0, 0, -1, 0, 0, 0,
+    4, 0, 0, 0, 0, 0, 0, 0, 0,
+  ]);
+  t.same([...m.destinationIps!], [6, 0x20010db8, 0, 0, 0, -1, -1, -1, 0xffffff00 | 0]);
 });
 
 t.test('empty lists are the same as absent fields', async (t) => {
   const p = compilePolicy(policy('e', { rules: only({ namespaces: [], notSourceIps: [], destinationPorts: [] }) }));
   t.equal(p.rules[0]![0]![0]!.empty, true);
-  t.equal(compilePolicy(policy('f', { rules: only(MATCH_PORT) })).rules[0]![0]![0]!.empty, false);
+  t.equal(p.rules[0]![0]![0]!.present, 0);
+  const f = compilePolicy(policy('f', { rules: only(MATCH_PORT) })).rules[0]![0]![0]!;
+  t.equal(f.empty, false);
+  t.equal(f.present, FIELD_DESTINATION_PORTS);
 });
 
 t.test('malformed input is rejected with ERR_POLICY naming the policy and field', async (t) => {
@@ -79,10 +87,31 @@ t.test('malformed input is rejected with ERR_POLICY naming the policy and field'
     ['port', bad({ destinationPorts: [70000] }), /destinationPorts\[0\]: 70000 is not a port/],
     ['fractional port', bad({ notDestinationPorts: [80, 1.5] }), /notDestinationPorts\[1\]/],
     ['string match', bad({ principals: [{ Regex: '.*' }] }), /principals\[0\]: expected one of Exact, Prefix, Suffix, Presence/],
+    ['service account shape', bad({ serviceAccounts: [{ namespace: 'a' }] }), /serviceAccounts\[0\]: expected \{namespace, serviceAccount\}/],
     ['non-string Exact', bad({ namespaces: [{ Exact: 7 }] }), /namespaces\[0\]/],
   ];
   for (const [name, p, re] of cases) {
     const err = t.throws(() => compilePolicies([p]), re, name) as unknown;
     t.ok(isProxyError(err, 'ERR_POLICY'), `${name}: code ERR_POLICY`);
   }
+});
+
+t.test('equal lists are compiled once and shared; values sorted and de-duplicated', async (t) => {
+  const m = (ports: number[], ns: string[]): Match => ({
+    destinationPorts: ports,
+    namespaces: ns.map((Exact) => ({ Exact })),
+    sourceIps: [{ address: '10.0.0.0', prefixLen: 8 }],
+    serviceAccounts: [{ namespace: 'a', serviceAccount: 'b' }],
+  });
+  const c = compilePolicies([
+    policy('p1', { rules: only(m([443, 80, 443], ['b', 'a'])) }),
+    policy('p2', { rules: only(m([80, 443], ['b', 'a'])) }),
+  ]);
+  const [a, b] = ['default/p1', 'default/p2'].map((k) => c.byKey.get(k)!.rules[0]![0]![0]!);
+  t.same(a!.destinationPorts, [80, 443]);
+  t.same(a!.namespaces!.exact, ['a', 'b']);
+  t.equal(a!.destinationPorts, b!.destinationPorts, 'ports shared');
+  t.equal(a!.namespaces, b!.namespaces, 'string matches shared');
+  t.equal(a!.sourceIps, b!.sourceIps, 'CIDRs shared');
+  t.equal(a!.serviceAccounts, b!.serviceAccounts, 'service accounts shared');
 });

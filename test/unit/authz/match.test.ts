@@ -205,3 +205,17 @@ t.test('rules → clauses → matches nesting', async (t) => {
   ];
   for (const [name, rules, want] of cases) t.equal(matches(rules), want, name);
 });
+
+t.test('long lists (binary search) find every member and reject non-members', async (t) => {
+  const names = Array.from({ length: 40 }, (_, i) => `ns-${String(i).padStart(2, '0')}`);
+  const ports = Array.from({ length: 40 }, (_, i) => 1000 + i * 7);
+  const nsRules = only({ namespaces: names.map((Exact) => ({ Exact })) });
+  const portRules = only({ destinationPorts: ports });
+  for (const ns of [...names, 'ns-', 'ns-40', 'ns-000', 'a', 'zzz', '']) {
+    const want = names.includes(ns);
+    t.equal(matches(nsRules, { identity: { ...SLEEP, namespace: ns } }), want, `namespace ${JSON.stringify(ns)}`);
+  }
+  for (const port of [...ports, 0, 999, 1001, 1273, 65535]) {
+    t.equal(matches(portRules, { dstPort: port }), ports.includes(port), `port ${port}`);
+  }
+});
