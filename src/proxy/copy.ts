@@ -100,6 +100,9 @@ export class Relay {
       if (!src.done) this.fail(`${src.name} closed before both directions finished`, null);
       this.maybeSettle();
     });
+    // a 'data' listener does not restart a stream that was paused explicitly (e.g. a socket
+    // accepted with pauseOnConnect, or paused after a SOCKS5 handshake): start the flow here
+    s.resume();
   }
 
   /** Both directions complete: release both streams (sockets with allowHalfOpen may wait otherwise). */
