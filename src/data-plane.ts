@@ -1,0 +1,150 @@
+/**
+ * The node-mode data plane (ZTUNNEL-FACTS "Ports"; in-pod mode comes with its own issue):
+ *  - one HBONE listener on <workload IP>:15008 per local HBONE workload, opened and closed as the
+ *    snapshot changes, each serving with that workload's certificate;
+ *  - the SOCKS5 outbound entry on ZTUNNEL_SOCKS5_ADDR when enabled;
+ *  - on every snapshot swap, live inbound connections are re-authorized and those now denied closed.
+ *
+ * Invariant: after reconcile(snap) settles, `hbone` has a listener for exactly the IPs of the
+ * local HBONE workloads in `snap` (minus those whose bind failed, which are logged and retried on
+ * the next swap).
+ */
+import type { Logger } from 'pino';
+import { authorize } from './authz/authorize';
+import type { Config } from './config/config';
+import type { CertManager } from './identity/cert-manager';
+import type { BoundAddress } from './net/listener';
+import { ConnectionManager } from './proxy/connection-manager';
+import { HboneClient } from './proxy/hbone-client';
+import { HboneServer } from './proxy/hbone-server';
+import { tcpConnect } from './proxy/inbound';
+import { identityOf } from './proxy/outbound-plan';
+import { Socks5Server } from './proxy/socks5-server';
+import type { H2Settings } from './proxy/h2-settings';
+import { DEFAULT_H2_SETTINGS } from './proxy/h2-settings';
+import type { Snapshot } from './state/snapshot';
+import type { SnapshotStore } from './state/store';
+
+export interface DataPlaneDeps {
+  readonly config: Config;
+  readonly store: SnapshotStore;
+  readonly certs: CertManager;
+  readonly log: Logger;
+}
+
+export interface DataPlane {
+  readonly hbone: HboneServer<Snapshot>;
+  readonly client: HboneClient;
+  readonly connections: ConnectionManager;
+  readonly socks5: Socks5Server | null;
+  /** Bound addresses: "socks5" and "hbone <ip>". */
+  addresses(): Map<string, BoundAddress>;
+  /** Resolves once the listeners match the current snapshot (tests, readiness). */
+  settled(): Promise<void>;
+  /** Stop accepting and GOAWAY; live connections continue. */
+  drain(): Promise<void>;
+  /** Number of live connections (inbound tunnels + SOCKS5 clients). */
+  liveConnections(): number;
+  /** Cut everything now. */
+  close(): Promise<void>;
+}
+
+export function h2SettingsFrom(config: Config): H2Settings {
+  return {
+    ...DEFAULT_H2_SETTINGS,
+    streamWindow: config.http2.streamWindowSize,
+    connectionWindow: config.http2.connectionWindowSize,
+    maxFrameSize: config.http2.frameSize,
+  };
+}
+
+export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
+  const { config, store, certs, log } = deps;
+  const h2 = h2SettingsFrom(config);
+  const connections = new ConnectionManager({ log });
+  const connect = tcpConnect();
+  const hbone = new HboneServer<Snapshot>({
+    snapshot: () => store.current,
+    authorize,
+    connections,
+    connect,
+    log,
+    h2,
+  });
+  const client = new HboneClient({
+    h2,
+    maxStreamsPerConnection: config.pool.maxStreamsPerConnection,
+    unusedReleaseMs: config.pool.unusedReleaseTimeoutMs,
+  });
+
+  let socks5: Socks5Server | null = null;
+  if (config.socks5Addr !== null) {
+    socks5 = new Socks5Server({
+      outbound: { snapshot: () => store.current, certs, hbone: client, connect, clusterId: config.clusterId },
+      snapshot: () => store.current,
+      log,
+    });
+    const bound = await socks5.listen(config.socks5Addr.host, config.socks5Addr.port);
+    log.info({ address: bound.text }, 'SOCKS5 outbound listener ready');
+  }
+
+  // Listener reconciliation runs one at a time; a swap during a run schedules one more run.
+  let running: Promise<void> = Promise.resolve();
+  const reconcile = (snap: Snapshot): Promise<void> => {
+    running = running.then(async () => {
+      const want = new Map<string, Snapshot['doc']['workloads'][number]>();
+      for (const w of snap.localWorkloads()) {
+        if (w.protocol !== 'HBONE') continue;
+        for (const ip of w.workloadIps) want.set(ip, w);
+      }
+      const open = hbone.addresses();
+      for (const ip of open.keys()) {
+        if (!want.has(ip)) {
+          await hbone.close(ip);
+          log.info({ ip }, 'HBONE listener closed: workload left this node');
+        }
+      }
+      for (const [ip, w] of want) {
+        if (open.has(ip)) continue;
+        const id = identityOf(w);
+        try {
+          const bound = await hbone.open({ ip, cert: () => certs.get(id) ?? certs.fetch(id) });
+          log.info({ address: bound.text, workload: `${w.namespace}/${w.name}` }, 'HBONE inbound listener ready');
+        } catch (err) {
+          log.error({ ip, workload: `${w.namespace}/${w.name}`, err: (err as Error).message }, 'cannot open HBONE listener');
+        }
+      }
+    });
+    return running;
+  };
+  await reconcile(store.current);
+  const unsubscribe = store.subscribe((next) => {
+    void reconcile(next);
+    connections.recheck(next, authorize);
+  });
+
+  return {
+    hbone,
+    client,
+    connections,
+    socks5,
+    addresses(): Map<string, BoundAddress> {
+      const out = new Map<string, BoundAddress>();
+      if (socks5?.listener.address) out.set('socks5', socks5.listener.address);
+      for (const [ip, a] of hbone.addresses()) out.set(`hbone ${ip}`, a);
+      return out;
+    },
+    settled: () => running,
+    async drain(): Promise<void> {
+      unsubscribe();
+      await Promise.all([hbone.drain(), socks5?.listener.stopAccepting(), client.close()]);
+    },
+    liveConnections: () => connections.size + (socks5?.listener.connectionCount ?? 0),
+    async close(): Promise<void> {
+      unsubscribe();
+      connections.closeAll('proxy shutting down');
+      client.destroy();
+      await Promise.all([hbone.shutdown(), socks5?.listener.close()]);
+    },
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * The outbound execute step: carries out an OutboundPlan for one client connection and returns
+ * the upstream stream to relay with — an HBONE tunnel (CONNECT over pooled mTLS HTTP/2), a TCP
+ * socket to a TCP-protocol workload, or a passthrough socket to a destination outside the mesh.
+ * The entry (SOCKS5 now, :15001 capture in in-pod mode) answers its client and relays.
+ */
+import type { Duplex } from 'node:stream';
+import type { ConnInfo } from '../authz/types';
+import { ProxyError } from '../errors';
+import type { CertManager } from '../identity/cert-manager';
+import { formatSpiffe } from '../identity/spiffe';
+import type { Workload } from '../state/model';
+import { formatBaggage, workloadBaggage } from './baggage';
+import { formatForwardedFor } from './forwarded';
+import type { HboneClient } from './hbone-client';
+import type { UpstreamConnect } from './inbound';
+import { identityOf, planOutbound, type OutboundPlan, type PlanSnapshot, type Target } from './outbound-plan';
+import { newTraceparent } from './traceparent';
+
+export interface OutboundDeps {
+  snapshot(): PlanSnapshot;
+  readonly certs: Pick<CertManager, 'fetch'>;
+  readonly hbone: Pick<HboneClient, 'connect'>;
+  /** Plain TCP connect for TCP workloads and passthrough (native socket factory plugs in here). */
+  readonly connect: UpstreamConnect;
+  readonly clusterId: string;
+  readonly random?: () => number;
+}
+
+export interface OutboundConnection {
+  readonly plan: Exclude<OutboundPlan, { kind: 'reject' }>;
+  readonly upstream: Duplex;
+}
+
+/**
+ * In node mode every workload IP is a loopback address on this host, so binding the source
+ * workload's IP makes the destination see the real source pod IP (what sourceIps policies match).
+ * A non-loopback target cannot be reached from a loopback source, so then the OS picks.
+ */
+function localAddressFor(source: { ip: string }, target: Target): string | undefined {
+  return source.ip.startsWith('127.') && target.ip.startsWith('127.') ? source.ip : undefined;
+}
+
+export async function openOutbound(
+  deps: OutboundDeps,
+  source: Workload,
+  src: { readonly ip: string; readonly port: number },
+  dst: { readonly ip: string; readonly port: number },
+): Promise<OutboundConnection> {
+  const plan = planOutbound({ source, dstIp: dst.ip, dstPort: dst.port }, deps.snapshot(), { random: deps.random ?? Math.random });
+  if (plan.kind === 'reject') throw new ProxyError(plan.code, plan.reason);
+  if (plan.kind === 'hbone') {
+    const cert = await deps.certs.fetch(identityOf(source));
+    const tunnel = await deps.hbone.connect({
+      source: cert,
+      sourceIp: localAddressFor(src, plan.nextHop),
+      expected: plan.expectedIdentities,
+      nextHop: plan.nextHop,
+      authority: plan.authority,
+      headers: {
+        baggage: formatBaggage({ ...workloadBaggage(source), clusterId: source.clusterId || deps.clusterId }),
+        forwarded: formatForwardedFor(src.ip, src.port),
+        traceparent: newTraceparent(),
+      },
+    });
+    return { plan, upstream: tunnel.stream };
+  }
+  const info: ConnInfo = {
+    srcIp: src.ip,
+    srcPort: src.port,
+    identity: null,
+    dstIp: plan.target.ip,
+    dstPort: plan.target.port,
+  };
+  const upstream = await deps.connect(plan.target, info);
+  return { plan, upstream };
+}
+
+/** For logs: where a plan sends the bytes. */
+export function describePlan(plan: OutboundConnection['plan']): Record<string, unknown> {
+  const base = { kind: plan.kind, dst: `${plan.target.ip}:${plan.target.port}` };
+  if (plan.kind === 'hbone') {
+    return { ...base, hbone: `${plan.nextHop.ip}:${plan.nextHop.port}`, dstIdentity: plan.expectedIdentities.map(formatSpiffe).join(','), service: plan.service?.hostname };
+  }
+  if (plan.kind === 'tcp') return { ...base, service: plan.service?.hostname, workload: plan.workload.name };
+  return base;
+}

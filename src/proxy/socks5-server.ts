@@ -1,0 +1,139 @@
+/**
+ * The SOCKS5 outbound entry (:15080, node mode): the source workload is the local workload that
+ * owns the client's source IP; the destination is what the client asked for. A domain name is
+ * resolved against the snapshot's service hostnames first (name.namespace.svc.<domain>), then DNS.
+ * Replies follow RFC 1928: success only once the upstream (tunnel or socket) is established, so
+ * a denied or failed connection is reported to the client with a reply code, not a silent close.
+ */
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { createServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { isProxyError } from '../errors';
+import { normalizeIp } from '../net/ip';
+import { Listener, type BoundAddress } from '../net/listener';
+import type { Service, Workload } from '../state/model';
+import { relay } from './copy';
+import { describePlan, openOutbound, type OutboundDeps } from './outbound';
+import type { ProxyLog } from './proxy-log';
+import { encodeReply, negotiate, SocksReply, type SocksDestination } from './socks5';
+
+export interface Socks5Snapshot {
+  workloadByIp(ip: string, network?: string): Workload | undefined;
+  serviceByHostname(namespace: string, hostname: string): Service | undefined;
+}
+
+export interface Socks5Deps {
+  readonly outbound: OutboundDeps;
+  snapshot(): Socks5Snapshot;
+  readonly log: ProxyLog;
+  readonly network?: string;
+  /** DNS for names that are not mesh services. */
+  readonly lookup?: (host: string) => Promise<string>;
+  /** Splice/JS relay choice for socket↔socket legs (default: the JS relay). */
+  readonly relaySockets?: (client: Socket, upstream: Socket) => Promise<{ aToB: number; bToA: number; reason: string }>;
+}
+
+async function systemLookup(host: string): Promise<string> {
+  return (await dnsLookup(host, { verbatim: true })).address;
+}
+
+/** SOCKS reply code for an outbound failure (RFC 1928 §6). */
+export function socksReplyFor(err: unknown): number {
+  if (!isProxyError(err)) return SocksReply.GENERAL_FAILURE;
+  switch (err.code) {
+    case 'ERR_SELF_CALL':
+      return SocksReply.NOT_ALLOWED;
+    case 'ERR_NO_HEALTHY_UPSTREAM':
+    case 'ERR_NO_SERVICE_PORT':
+      return SocksReply.HOST_UNREACHABLE;
+    case 'ERR_HBONE_STATUS': {
+      const status = (err as unknown as { status: number }).status;
+      return status === 401 ? SocksReply.NOT_ALLOWED : status === 503 ? SocksReply.CONNECTION_REFUSED : SocksReply.GENERAL_FAILURE;
+    }
+    case 'ERR_CONNECT':
+      return SocksReply.CONNECTION_REFUSED;
+    case 'ERR_TIMEOUT':
+      return SocksReply.HOST_UNREACHABLE;
+    default:
+      return SocksReply.GENERAL_FAILURE;
+  }
+}
+
+export class Socks5Server {
+  readonly listener: Listener;
+  private readonly lookup: (host: string) => Promise<string>;
+
+  constructor(private readonly deps: Socks5Deps) {
+    this.lookup = deps.lookup ?? systemLookup;
+    const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void this.handle(s));
+    this.listener = new Listener('socks5', server);
+  }
+
+  listen(host: string, port: number): Promise<BoundAddress> {
+    return this.listener.listen(host, port);
+  }
+
+  private async resolve(dest: SocksDestination): Promise<string> {
+    if (dest.kind === 'ip') return normalizeIp(dest.ip) ?? dest.ip;
+    const labels = dest.host.toLowerCase().replace(/\.$/, '').split('.');
+    if (labels.length >= 3 && labels[2] === 'svc') {
+      const svc = this.deps.snapshot().serviceByHostname(labels[1]!, labels.join('.'));
+      const vip = svc?.vips.find((v) => v.network === (this.deps.network ?? '')) ?? svc?.vips[0];
+      if (vip !== undefined) return vip.address;
+    }
+    return normalizeIp(await this.lookup(dest.host)) ?? dest.host;
+  }
+
+  private async handle(client: Socket): Promise<void> {
+    const log = this.deps.log;
+    client.on('error', () => undefined); // errors surface through negotiate/relay; never crash
+    const srcIp = normalizeIp(client.remoteAddress ?? '') ?? '';
+    const src = { ip: srcIp, port: client.remotePort ?? 0 };
+    let dest: SocksDestination;
+    try {
+      dest = await negotiate(client);
+    } catch (err) {
+      log.info({ src: `${src.ip}:${src.port}`, err: (err as Error).message }, 'SOCKS5 request refused');
+      client.destroy();
+      return;
+    }
+    const source = this.deps.snapshot().workloadByIp(srcIp, this.deps.network);
+    if (source === undefined) {
+      log.warn({ src: `${src.ip}:${src.port}` }, 'SOCKS5 client is not a known local workload: refused (the source IP must belong to a workload on this node)');
+      client.end(encodeReply(SocksReply.NOT_ALLOWED));
+      return;
+    }
+    let dstIp: string;
+    try {
+      dstIp = await this.resolve(dest);
+    } catch (err) {
+      log.info({ src: `${src.ip}:${src.port}`, host: dest.kind === 'domain' ? dest.host : dest.ip, err: (err as Error).message }, 'SOCKS5 destination not resolved');
+      client.end(encodeReply(SocksReply.HOST_UNREACHABLE));
+      return;
+    }
+    let upstream: Duplex;
+    try {
+      const out = await openOutbound(this.deps.outbound, source, src, { ip: dstIp, port: dest.port });
+      upstream = out.upstream;
+      log.debug({ src: `${src.ip}:${src.port}`, srcWorkload: source.name, ...describePlan(out.plan) }, 'outbound connection opened');
+    } catch (err) {
+      log.info(
+        { src: `${src.ip}:${src.port}`, srcWorkload: source.name, dst: `${dstIp}:${dest.port}`, code: (err as { code?: string }).code, err: (err as Error).message },
+        'outbound connection failed',
+      );
+      client.end(encodeReply(socksReplyFor(err)));
+      return;
+    }
+    if (client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    client.write(encodeReply(SocksReply.SUCCEEDED));
+    const isSocket = (d: Duplex): d is Socket => typeof (d as Socket).setNoDelay === 'function' && (d as Socket).remoteAddress !== undefined;
+    if (this.deps.relaySockets !== undefined && isSocket(upstream)) {
+      await this.deps.relaySockets(client, upstream);
+    } else {
+      await relay(client, upstream, { aName: 'downstream', bName: 'upstream' }).done;
+    }
+  }
+}
