@@ -168,8 +168,10 @@ function awaitResponse(stream: http2.ClientHttp2Stream, conn: PooledConnection, 
       cleanup();
       const status = Number(headers[':status']);
       if (status === 200) return resolve({ stream, status, responseHeaders: headers });
+      // Reject once the stream is gone, so that a refused connect() holds no pool slot any more.
+      const err = new HboneStatusError(status, `HBONE CONNECT ${authority} via ${conn.hop} was answered ${status}`);
+      stream.once('close', () => reject(err));
       stream.close(http2.constants.NGHTTP2_NO_ERROR);
-      reject(new HboneStatusError(status, `HBONE CONNECT ${authority} via ${conn.hop} was answered ${status}`));
     };
     const onError = (err: Error): void => {
       cleanup();
