@@ -27,7 +27,8 @@ import {
   FIELD_NOT_SOURCE_IPS,
   FIELD_PRINCIPALS,
   FIELD_SERVICE_ACCOUNTS,
-  FIELD_SOURCE_IPS, type CompiledCidrs, type CompiledMatch, type CompiledPolicy, type CompiledPorts, type CompiledServiceAccounts, type CompiledStrings } from './compile';
+  FIELD_SOURCE_IPS, type CompiledCidrs, type CompiledMatch, type CompiledPorts, type CompiledServiceAccounts, type CompiledStrings } from './compile-parts';
+import type { CompiledPolicy } from './compile';
 
 /** 0 = not an IP address (matches no CIDR). */
 type Family = 0 | 4 | 6;

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { CIDR_WORDS, FIELD_DESTINATION_PORTS, compilePolicies, compilePolicy } from '../../../src/authz/compile';
+import { compilePolicies, compilePolicy } from '../../../src/authz/compile';
+import { CIDR_WORDS, FIELD_DESTINATION_PORTS } from '../../../src/authz/compile-parts';
 import { isProxyError } from '../../../src/errors';
 import type { Match, Policy } from '../../../src/state/model';
 import { MATCH_PORT, only, policy } from './fixtures';
@@ -106,6 +107,7 @@ t.test('equal lists are compiled once and shared; values sorted and de-duplicate
   const c = compilePolicies([
     policy('p1', { rules: only(m([443, 80, 443], ['b', 'a'])) }),
     policy('p2', { rules: only(m([80, 443], ['b', 'a'])) }),
+    policy('p3', { rules: [[[m([80], ['b', 'a'])], [{}]]] }),
   ]);
   const [a, b] = ['default/p1', 'default/p2'].map((k) => c.byKey.get(k)!.rules[0]![0]![0]!);
   t.same(a!.destinationPorts, [80, 443]);
@@ -114,4 +116,31 @@ t.test('equal lists are compiled once and shared; values sorted and de-duplicate
   t.equal(a!.namespaces, b!.namespaces, 'string matches shared');
   t.equal(a!.sourceIps, b!.sourceIps, 'CIDRs shared');
   t.equal(a!.serviceAccounts, b!.serviceAccounts, 'service accounts shared');
+  t.equal(a, b, 'equal matches are one object');
+  const other = c.byKey.get('default/p3')!.rules[0]!;
+  t.not(other[0]![0], a, 'a different match is not shared');
+  t.equal(other[0]![0]!.namespaces, a!.namespaces, '... though its equal parts are');
+  t.ok(Object.isFrozen(other[1]![0]), 'the empty match is one frozen object');
+});
+
+t.test('intern keys cannot confuse different lists, whatever the values contain', async (t) => {
+  const c = compilePolicies([
+    policy('two', { rules: only({ namespaces: [{ Exact: 'a' }, { Exact: 'b' }] }) }),
+    policy('one', { rules: only({ namespaces: [{ Exact: 'ae1:b' }] }) }),
+    policy('one-nul', { rules: only({ namespaces: [{ Exact: 'a\u0000eb' }] }) }),
+    policy('sa1', { rules: only({ serviceAccounts: [{ namespace: 'a1:b', serviceAccount: '' }] }) }),
+    policy('sa2', { rules: only({ serviceAccounts: [{ namespace: 'a', serviceAccount: 'b0:' }] }) }),
+  ]);
+  const ns = (k: string) => c.byKey.get(`default/${k}`)!.rules[0]![0]![0]!;
+  t.same(ns('two').namespaces!.exact, ['a', 'b']);
+  t.same(ns('one').namespaces!.exact, ['ae1:b']);
+  t.same(ns('one-nul').namespaces!.exact, ['a\u0000eb']);
+  t.same(ns('sa1').serviceAccounts, ['a1:b', '']);
+  t.same(ns('sa2').serviceAccounts, ['a', 'b0:']);
+});
+
+t.test('a malformed CIDR is rejected even after a valid list with the same text', async (t) => {
+  const good = policy('good', { rules: only({ sourceIps: [{ address: '10.0.0.0', prefixLen: 8 }] }) });
+  const bad = policy('bad', { rules: only({ sourceIps: [{ address: '10.0.0.0', prefixLen: '8' as unknown as number }] }) });
+  t.throws(() => compilePolicies([good, bad]), { code: 'ERR_POLICY', message: /default\/bad .*sourceIps\[0\].*prefix length/ });
 });
