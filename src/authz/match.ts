@@ -1,7 +1,8 @@
 /**
  * Evaluates compiled policies against one connection. ConnFacts are derived once per connection
- * (`connFacts`); matching a policy then only reads numbers, Sets and strings: no parsing, no
- * allocation per policy, rule or match.
+ * (`connFacts`: one object, plus the principal string if a principal is ever compared); matching a
+ * policy then only reads numbers, arrays and strings: no parsing, no allocation per policy, rule or
+ * match.
  *
  * Semantics (ZTUNNEL-FACTS "L4 authorization", istio/ztunnel src/rbac.rs):
  *   policy  = ANY rule (no rules → never matches)
@@ -27,7 +28,14 @@ import {
   FIELD_NOT_SOURCE_IPS,
   FIELD_PRINCIPALS,
   FIELD_SERVICE_ACCOUNTS,
-  FIELD_SOURCE_IPS, type CompiledCidrs, type CompiledMatch, type CompiledPorts, type CompiledServiceAccounts, type CompiledStrings } from './compile-parts';
+  FIELD_SOURCE_IPS,
+  type CompiledCidrs,
+  type CompiledMatch,
+  type CompiledPorts,
+  type CompiledRule,
+  type CompiledServiceAccounts,
+  type CompiledStrings,
+} from './compile-parts';
 import type { CompiledPolicy } from './compile';
 
 /** 0 = not an IP address (matches no CIDR). */
@@ -155,7 +163,7 @@ export function policyMatches(p: CompiledPolicy, f: ConnFacts): boolean {
   return false; // includes "no rules": a policy with no rules never matches
 }
 
-function ruleMatches(rule: CompiledPolicy['rules'][number], f: ConnFacts): boolean {
+function ruleMatches(rule: CompiledRule, f: ConnFacts): boolean {
   for (let c = 0; c < rule.length; c++) {
     const clause = rule[c]!;
     if (clause.length === 0) continue; // an empty clause matches
