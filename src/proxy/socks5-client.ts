@@ -1,4 +1,4 @@
-/** A minimal SOCKS5 client for tests: no auth, CONNECT to an IPv4 address or a domain name. */
+/** A minimal SOCKS5 client (no auth; CONNECT to an IPv4 address or a domain name), for the demo, tests and bench. */
 import { connect, type Socket } from 'node:net';
 
 export class SocksError extends Error {

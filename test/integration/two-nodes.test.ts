@@ -16,7 +16,7 @@ import { initCaDir } from '../../src/identity/ca-dir';
 import { Logging } from '../../src/logging/logger';
 import { startApp, type App } from '../../src/app';
 import { loopbackBlock } from '../helpers/loopback';
-import { socksConnect, SocksError } from '../helpers/socks-client';
+import { socksConnect, SocksError } from '../../src/proxy/socks5-client';
 
 const net = loopbackBlock(6, 1);
 const CLIENT = net.ip(1);
