@@ -23,6 +23,9 @@ import { Socks5Server } from './proxy/socks5-server';
 import type { H2Settings } from './proxy/h2-settings';
 import { DEFAULT_H2_SETTINGS } from './proxy/h2-settings';
 import type { Snapshot } from './state/snapshot';
+import { loadNative, type NativeApi } from './native/addon';
+import { startJsRelay, startRelay, type RelayHandle, type RelayResult } from './native/relay';
+import type { Socket } from 'node:net';
 import type { SnapshotStore } from './state/store';
 
 export interface DataPlaneDeps {
@@ -43,6 +46,10 @@ export interface DataPlane {
   settled(): Promise<void>;
   /** Stop accepting and GOAWAY; live connections continue. */
   drain(): Promise<void>;
+  /** The splice addon when ZTUNNEL_NATIVE_RELAY is on and it loaded; null = JS copy path. */
+  readonly native: NativeApi | null;
+  /** Socket↔socket relays started so far, by engine (the splice path falls back to JS per connection when a socket does not qualify). */
+  relayCounts(): { splice: number; js: number };
   /** Number of live connections (inbound tunnels + SOCKS5 clients). */
   liveConnections(): number;
   /** Cut everything now. */
@@ -77,12 +84,29 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     unusedReleaseMs: config.pool.unusedReleaseTimeoutMs,
   });
 
+  const native = loadRelayEngine(config, log);
+  const counts = { splice: 0, js: 0 };
+  const relaySockets = (a: Socket, b: Socket): Promise<RelayResult> =>
+    new Promise((resolve) => {
+      let handle: RelayHandle;
+      try {
+        handle = startRelay(a, b, resolve, { native });
+      } catch (err) {
+        // an eligible splice relay that failed to start (e.g. EMFILE for its pipes): the sockets are
+        // intact, so this connection still gets the JS copy path
+        log.warn({ err: (err as Error).message }, 'splice relay failed to start; relaying this connection in JS');
+        handle = startJsRelay(a, b, resolve);
+      }
+      counts[handle.kind]++;
+    });
+
   let socks5: Socks5Server | null = null;
   if (config.socks5Addr !== null) {
     socks5 = new Socks5Server({
       outbound: { snapshot: () => store.current, certs, hbone: client, connect, clusterId: config.clusterId },
       snapshot: () => store.current,
       log,
+      relaySockets,
     });
     const bound = await socks5.listen(config.socks5Addr.host, config.socks5Addr.port);
     log.info({ address: bound.text }, 'SOCKS5 outbound listener ready');
@@ -135,6 +159,8 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       return out;
     },
     settled: () => running,
+    native,
+    relayCounts: () => ({ ...counts }),
     async drain(): Promise<void> {
       unsubscribe();
       await Promise.all([hbone.drain(), socks5?.listener.stopAccepting(), client.close()]);
@@ -147,4 +173,18 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       await Promise.all([hbone.shutdown(), socks5?.listener.close()]);
     },
   };
+}
+
+/** ZTUNNEL_NATIVE_RELAY=false forces the JS copy path; a missing addon falls back to it, loudly. */
+function loadRelayEngine(config: Config, log: Logger): NativeApi | null {
+  if (!config.nativeRelay) {
+    log.info('ZTUNNEL_NATIVE_RELAY=false: plaintext legs are relayed by the JS copy path');
+    return null;
+  }
+  try {
+    return loadNative();
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'native splice relay unavailable: plaintext legs use the JS copy path');
+    return null;
+  }
 }

@@ -6,7 +6,7 @@
  * a denied or failed connection is reported to the client with a reply code, not a silent close.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { createServer, type Socket } from 'node:net';
+import { createServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isProxyError } from '../errors';
 import { normalizeIp } from '../net/ip';
@@ -129,8 +129,7 @@ export class Socks5Server {
       return;
     }
     client.write(encodeReply(SocksReply.SUCCEEDED));
-    const isSocket = (d: Duplex): d is Socket => typeof (d as Socket).setNoDelay === 'function' && (d as Socket).remoteAddress !== undefined;
-    if (this.deps.relaySockets !== undefined && isSocket(upstream)) {
+    if (this.deps.relaySockets !== undefined && upstream instanceof Socket) {
       await this.deps.relaySockets(client, upstream);
     } else {
       await relay(client, upstream, { aName: 'downstream', bName: 'upstream' }).done;

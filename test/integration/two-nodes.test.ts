@@ -61,8 +61,9 @@ interface Node {
   socks: { host: string; port: number };
 }
 
-async function startNode(name: string, socksIp: string): Promise<Node> {
+async function startNode(name: string, socksIp: string, nativeRelay: string): Promise<Node> {
   const env = {
+    ZTUNNEL_NATIVE_RELAY: nativeRelay,
     NODE_NAME: name,
     LOCAL_XDS_PATH: snapshotPath,
     LOCAL_CA_DIR: join(dir, 'ca'),
@@ -119,8 +120,10 @@ async function roundTrip(s: Socket, total: number, chunk: number): Promise<{ sen
   return { sent: sent.digest('hex'), got: got.digest('hex'), bytes };
 }
 
-t.test('two nodes', async (t) => {
-  await initCaDir(join(dir, 'ca'));
+t.before(() => initCaDir(join(dir, 'ca')));
+
+// every data-path case runs on both relay engines: the splice addon and the JS copy path
+for (const nativeRelay of ['true', 'false']) t.test(`two nodes (ZTUNNEL_NATIVE_RELAY=${nativeRelay})`, async (t) => {
   writeSnapshot(snapshot());
   const servers = [
     echoServer((s) => {
@@ -135,8 +138,9 @@ t.test('two nodes', async (t) => {
     new Promise<void>((r) => servers[1]!.listen(7000, TCPAPP, r)),
     new Promise<void>((r) => servers[2]!.listen(9000, OUTSIDE, r)),
   ]);
-  const a = await startNode('node-a', net.ip(250));
-  const b = await startNode('node-b', net.ip(251));
+  const a = await startNode('node-a', net.ip(250), nativeRelay);
+  const b = await startNode('node-b', net.ip(251), nativeRelay);
+  t.equal(a.app.data.native !== null, nativeRelay === 'true', 'the relay engine follows ZTUNNEL_NATIVE_RELAY');
   t.teardown(async () => {
     await Promise.all([a.app.data.close(), b.app.data.close()]);
     a.app.control.close();
@@ -192,9 +196,12 @@ t.test('two nodes', async (t) => {
   t.test('a TCP-protocol workload is reached with plain TCP; a non-mesh destination passes through', async (t) => {
     for (const dst of [{ host: TCPAPP, port: 7000 }, { host: OUTSIDE, port: 9000 }]) {
       const s = await socksConnect(a.socks, CLIENT, dst);
-      const r = await roundTrip(s, 100_000, 4096);
+      const r = await roundTrip(s, 4 << 20, 64 << 10);
       t.equal(r.got, r.sent, `${dst.host}:${dst.port}`);
     }
+    const used = a.app.data.relayCounts();
+    if (nativeRelay === 'true') t.ok(used.splice >= 2 && used.js === 0, `socket legs relayed by splice (${JSON.stringify(used)})`);
+    else t.ok(used.splice === 0 && used.js >= 2, `socket legs relayed in JS (${JSON.stringify(used)})`);
   });
 
   t.test('self-calls and unknown sources are refused', async (t) => {
