@@ -207,7 +207,11 @@ export class HboneServer<S extends WorkloadLookup> {
       stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
-    void this.handler.serve(stream, headers, ctx);
+    this.handler.serve(stream, headers, ctx).catch((err: unknown) => {
+      // serve() answers every failure itself; reaching here is a bug, not a reason to crash the node
+      this.log.warn({ err: (err as Error)?.stack ?? String(err) }, 'HBONE stream handler failed');
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
   }
 
   private rejected(err: ProxyError, socket: tls.TLSSocket, local: WorkloadCert): void {

@@ -244,7 +244,6 @@ export class HbonePool {
     const connectOpts: tls.ConnectionOptions & { localAddress?: string } = { ...spec.tls, host: spec.host, port: spec.port };
     if (spec.localAddress) connectOpts.localAddress = spec.localAddress;
     const socket = tls.connect(connectOpts);
-    socket.setNoDelay(true);
     const session = http2.connect(`https://${hop}`, {
       ...clientSessionOptions(this.opts.h2, this.opts.maxStreamsPerConnection),
       createConnection: () => socket,
@@ -255,7 +254,11 @@ export class HbonePool {
     if (!list) this.usable.set(key, (list = []));
     list.push(conn);
 
-    socket.once('connect', () => (conn.tcpConnected = true));
+    socket.once('connect', () => {
+      conn.tcpConnected = true;
+      // on the connected TCP handle: tls.connect has no noDelay option
+      socket.setNoDelay(true);
+    });
     // Classify socket errors here, where we still know the phase; the session sees them too.
     socket.on('error', (err) => (conn.failure ??= conn.classify(err)));
     session.on('error', (err) => (conn.failure ??= conn.classify(err)));

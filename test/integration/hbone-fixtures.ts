@@ -15,7 +15,7 @@ import { parseSnapshot } from '../../src/state/parse';
 import { buildSnapshot, type Snapshot } from '../../src/state/snapshot';
 import { authorize } from '../../src/authz/authorize';
 import { ConnectionManager } from '../../src/proxy/connection-manager';
-import { HboneServer, type HboneServerOptions } from '../../src/proxy/hbone-server';
+import { startInbound, type HboneServer, type HboneServerOptions } from '../../src/proxy/hbone-server';
 import { HboneClient, type HboneClientOptions, type HboneRequest, type HboneTunnel } from '../../src/proxy/hbone-client';
 import type { ConnEvents } from '../../src/proxy/inbound';
 import type { ProxyLog } from '../../src/proxy/proxy-log';
@@ -163,17 +163,11 @@ export async function startHarness(
       await h.server.shutdown();
     },
   };
-  const server = new HboneServer<Snapshot>({
-    snapshot: () => h.snapshot,
-    authorize,
-    connections: manager,
-    log,
-    events: sink,
-    tickMs: 0,
-    ...over,
-  });
-  const addr = await server.open({ ip: dstIp, port: 0, cert: () => certs.server });
-  Object.assign(h, { server, hbonePort: addr.port });
+  const server = await startInbound<Snapshot>(
+    { snapshot: () => h.snapshot, authorize, connections: manager, log, events: sink, tickMs: 0, ...over },
+    [{ ip: dstIp, port: 0, cert: () => certs.server }],
+  );
+  Object.assign(h, { server, hbonePort: server.addresses().get(dstIp)!.port });
   return h;
 }
 

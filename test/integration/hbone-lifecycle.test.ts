@@ -12,6 +12,7 @@ import { authorize } from '../../src/authz/authorize';
 import { serverTlsOptions } from '../../src/tls/contexts';
 import { relay } from '../../src/proxy/copy';
 import { tcpConnect, type UpstreamConnect } from '../../src/proxy/inbound';
+import { startInbound } from '../../src/proxy/hbone-server';
 import type { Duplex } from 'node:stream';
 import {
   DENY_SLEEP,
@@ -202,6 +203,25 @@ t.test('server side lifecycle', async (t) => {
     t.match(await rejection(client.connect(h.request(app.port, { nextHop: { ip, port: addr.port }, authority: `${ip}:${app.port}` }))), {
       code: /ERR_CONNECT|ERR_HBONE_STREAM/,
     });
+  });
+
+  t.test('startInbound fails as a whole when one listener cannot bind', async (t) => {
+    const taken = h.server.addresses().get(h.dstIp)!;
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, lb.ip(33), r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    await t.rejects(
+      startInbound({ snapshot: () => h.snapshot, authorize, connections: h.manager, tickMs: 0 }, [
+        { ip: lb.ip(33), port, cert: () => certs.server },
+        { ip: h.dstIp, port: taken.port, cert: () => certs.server },
+      ]),
+      { code: 'ERR_LISTEN', message: new RegExp(`${h.dstIp.replace(/\./g, '\\.')}:${taken.port}.*EADDRINUSE`) },
+    );
+    // the listener it had opened was closed again: the address is free
+    const again = await startInbound({ snapshot: () => h.snapshot, authorize, connections: h.manager, tickMs: 0 }, [{ ip: lb.ip(33), port, cert: () => certs.server }]);
+    t.equal(again.addresses().get(lb.ip(33))?.port, port);
+    await again.shutdown();
   });
 
   t.test('a certificate getter that fails drops the connection and logs why', async (t) => {
