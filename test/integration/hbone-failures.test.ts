@@ -202,6 +202,7 @@ t.test('HBONE refusals', async (t) => {
     tun.stream.write('before\n');
     await new Promise((r) => tun.stream.once('data', r));
     t.equal(h.manager.size, 1);
+    t.match(h.manager.list()[0], { bytesReceived: 7, bytesSent: 7 }, 'live byte counters while the tunnel is open');
     t.same(h.manager.recheck(h.snapshot, authorize), [], 'unchanged policy: nothing closed');
     const denying = snapshotDoc(h.srcIp, h.dstIp, [DENY_SLEEP], 3);
     const closedConns = h.manager.recheck(denying, authorize);
