@@ -21,7 +21,8 @@ import { SELF_PORTS } from '../config/ports';
 import type { ConnInfo, Decision } from '../authz/types';
 import type { Workload } from '../state/model';
 import { parseAuthority } from './authority';
-import { formatBaggage, workloadBaggage } from './baggage';
+import { formatBaggage, parseBaggage, workloadBaggage, type Baggage } from './baggage';
+import { parseTraceparent } from './traceparent';
 import { relay, type Relay } from './copy';
 import type { AuthorizeFn, ByteCounts, ConnectionManager, WorkloadLookup } from './connection-manager';
 import { NO_LOG, type ProxyLog } from './proxy-log';
@@ -29,13 +30,27 @@ import { NO_LOG, type ProxyLog } from './proxy-log';
 /** Opens the upstream connection; rejects on failure. The native/transparent factory plugs in here. */
 export type UpstreamConnect = (target: { readonly ip: string; readonly port: number }, conn: ConnInfo) => Promise<Duplex>;
 
+/** One accepted tunnel as the metrics/access-log hooks see it. */
+export interface InboundConnRecord {
+  readonly info: ConnInfo;
+  readonly dst: Workload;
+  /** The client's baggage (source workload labels when the source is not in our snapshot). */
+  readonly baggage: Baggage;
+  /** The client's traceparent when valid, for correlating logs; null otherwise. */
+  readonly traceparent: string | null;
+  readonly openedAt: number;
+}
+
 /** Metrics/access-log hooks; the observability work fills them in. All optional. */
 export interface ConnEvents {
   /** A tunnel was accepted (200 sent) and relaying starts. */
-  onOpen?(info: ConnInfo, dst: Workload): void;
+  onOpen?(rec: InboundConnRecord): void;
   /** A tunnel that was open has ended. */
-  onClose?(info: ConnInfo, dst: Workload, bytes: ByteCounts, reason: string): void;
-  /** A request refused before any byte was relayed; `info` is as complete as it got. */
+  onClose?(rec: InboundConnRecord, bytes: ByteCounts, reason: string): void;
+  /**
+   * A request or connection refused before any byte was relayed; `info` is as complete as it got.
+   * `status` is the HTTP status sent, or 0 when none was (TLS refusal, tunnel abandoned in setup).
+   */
   onReject?(info: Partial<ConnInfo>, status: number, reason: string): void;
 }
 
@@ -97,6 +112,13 @@ function refuse(stream: http2.ServerHttp2Stream, status: number): void {
   stream.resume();
 }
 
+function record(headers: http2.IncomingHttpHeaders, info: ConnInfo, dst: Workload): InboundConnRecord {
+  const tp = headers['traceparent'];
+  const traceparent = typeof tp === 'string' && parseTraceparent(tp) !== null ? tp : null;
+  const bag = headers['baggage'];
+  return { info, dst, baggage: parseBaggage(bag), traceparent, openedAt: Date.now() };
+}
+
 export class InboundHandler<S extends WorkloadLookup> {
   private readonly log: ProxyLog;
   private readonly connect: UpstreamConnect;
@@ -134,10 +156,10 @@ export class InboundHandler<S extends WorkloadLookup> {
     }
     if (!decision.allowed) return this.reject(stream, info, 401, `denied by policy: ${decision.reason}`);
 
-    await this.tunnel(stream, info, dst);
+    await this.tunnel(stream, headers, info, dst);
   }
 
-  private async tunnel(stream: http2.ServerHttp2Stream, info: ConnInfo, dst: Workload): Promise<void> {
+  private async tunnel(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, info: ConnInfo, dst: Workload): Promise<void> {
     let upstream: Duplex | null = null;
     let r: Relay | null = null;
     let closedBy: string | null = null;
@@ -168,12 +190,14 @@ export class InboundHandler<S extends WorkloadLookup> {
     stream.respond({ ':status': 200, baggage: formatBaggage(workloadBaggage(dst)) });
     r = relay(stream, upstream, { aName: 'downstream', bName: 'upstream' });
     stream.off('error', ignore);
-    this.deps.events?.onOpen?.(info, dst);
+    const events = this.deps.events;
+    const rec: InboundConnRecord | null = events ? record(headers, info, dst) : null;
+    if (rec) events?.onOpen?.(rec);
     const result = await r.done;
     this.deps.connections.release(tracked);
     const reason = closedBy ?? result.reason;
     const bytes = { received: result.aToB, sent: result.bToA };
-    this.deps.events?.onClose?.(info, dst, bytes, reason);
+    if (rec) events?.onClose?.(rec, bytes, reason);
     this.log.debug({ ...this.fields(info, 200, reason), bytesReceived: bytes.received, bytesSent: bytes.sent }, 'inbound tunnel closed');
   }
 

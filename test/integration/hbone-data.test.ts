@@ -97,6 +97,13 @@ t.test('HBONE data path', async (t) => {
       serviceName: 'echo',
       revision: 'v1',
     });
+    const rec = h.events.records.at(-1);
+    t.match(rec, {
+      info: { srcIp: h.srcIp, identity: { serviceAccount: 'sleep' }, dstIp: h.dstIp, dstPort: echo.port },
+      dst: { uid: 'c1//v1/Pod/default/echo' },
+      baggage: { namespace: 'default', workloadName: 'sleep', workloadType: 'deployment' },
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00',
+    }, 'onOpen gets the connection, the destination and the client headers');
     const [row] = h.manager.list();
     t.match(row, { dst: `${h.dstIp}:${echo.port}`, srcIdentity: 'spiffe://cluster.local/ns/default/sa/sleep', dstWorkload: 'c1//v1/Pod/default/echo' });
     t.match(row?.src, new RegExp(`^${h.srcIp.replace(/\./g, '\\.')}:\\d+$`), 'bound to the source IP');

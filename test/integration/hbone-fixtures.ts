@@ -17,7 +17,7 @@ import { authorize } from '../../src/authz/authorize';
 import { ConnectionManager } from '../../src/proxy/connection-manager';
 import { startInbound, type HboneServer, type HboneServerOptions } from '../../src/proxy/hbone-server';
 import { HboneClient, type HboneClientOptions, type HboneRequest, type HboneTunnel } from '../../src/proxy/hbone-client';
-import type { ConnEvents } from '../../src/proxy/inbound';
+import type { ConnEvents, InboundConnRecord } from '../../src/proxy/inbound';
 import type { ProxyLog } from '../../src/proxy/proxy-log';
 
 export const HOUR = 3600_000;
@@ -91,7 +91,12 @@ export interface Harness {
   readonly server: HboneServer<Snapshot>;
   readonly manager: ConnectionManager;
   readonly logs: LogLine[];
-  readonly events: { opened: number; closed: { reason: string; received: number; sent: number }[]; rejected: { status: number; reason: string }[] };
+  readonly events: {
+    opened: number;
+    closed: { reason: string; received: number; sent: number }[];
+    rejected: { status: number; reason: string }[];
+    records: InboundConnRecord[];
+  };
   snapshot: Snapshot;
   /** Resolves once `n` tunnels have been recorded closed by the server. */
   waitClosed(n: number): Promise<void>;
@@ -112,11 +117,14 @@ export async function startHarness(
   const logs: LogLine[] = [];
   const log = collectingLog(logs);
   const manager = new ConnectionManager({ log });
-  const events: Harness['events'] = { opened: 0, closed: [], rejected: [] };
+  const events: Harness['events'] = { opened: 0, closed: [], rejected: [], records: [] };
   const closeWaiters: { n: number; resolve: () => void }[] = [];
   const sink: ConnEvents = {
-    onOpen: () => events.opened++,
-    onClose: (_i, _d, bytes, reason) => {
+    onOpen: (rec) => {
+      events.opened++;
+      events.records.push(rec);
+    },
+    onClose: (_rec, bytes, reason) => {
       events.closed.push({ reason, received: bytes.received, sent: bytes.sent });
       for (const w of closeWaiters.splice(0)) {
         if (events.closed.length >= w.n) w.resolve();
