@@ -83,11 +83,17 @@ export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
  * net.connect with TCP_NODELAY and allowHalfOpen (half-close must be propagated, not turned into a
  * full close). The deadline rides on socket.setTimeout, whose timers Node groups per duration,
  * so all pending connects share one underlying timer.
+ *
+ * Source address: when the client's IP and the target are both loopback addresses (node mode,
+ * where every pod IP is a 127.x address on this host), the connection is bound to the client's
+ * IP, so the app sees the real source pod IP — what in-pod ztunnel achieves with IP_TRANSPARENT.
+ * Otherwise the OS picks.
  */
 export function tcpConnect(timeoutMs = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS): UpstreamConnect {
-  return (target) =>
+  return (target, conn) =>
     new Promise((resolve, reject) => {
-      const socket = net.connect({ host: target.ip, port: target.port, allowHalfOpen: true, noDelay: true });
+      const localAddress = isLoopback(conn.srcIp) && isLoopback(target.ip) ? conn.srcIp : undefined;
+      const socket = net.connect({ host: target.ip, port: target.port, localAddress, allowHalfOpen: true, noDelay: true });
       const where = joinHostPort(target.ip, target.port);
       const onError = (err: NodeJS.ErrnoException): void => {
         socket.destroy();
@@ -101,6 +107,10 @@ export function tcpConnect(timeoutMs = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS): Ups
         resolve(socket);
       });
     });
+}
+
+function isLoopback(ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1';
 }
 
 function ignore(): void {}

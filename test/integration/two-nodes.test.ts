@@ -153,6 +153,7 @@ for (const nativeRelay of ['true', 'false']) t.test(`two nodes (ZTUNNEL_NATIVE_R
   t.test('64 MiB each way through the service VIP, byte-exact', async (t) => {
     const s = await socksConnect(a.socks, CLIENT, { host: VIP, port: 80 });
     const r = await roundTrip(s, 64 << 20, 256 << 10);
+    t.equal(peers[peers.length - 1], CLIENT, 'the app sees the client pod IP as the source, not the proxy');
     t.equal(r.bytes, 64 << 20);
     t.equal(r.got, r.sent, 'sha256 of what came back equals what was sent');
   });
