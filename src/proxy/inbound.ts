@@ -39,6 +39,8 @@ export interface InboundConnRecord {
   /** The client's traceparent when valid, for correlating logs; null otherwise. */
   readonly traceparent: string | null;
   readonly openedAt: number;
+  /** The relay's running byte counts (cheap field reads): metrics read them while the tunnel is open. */
+  bytes(): ByteCounts;
 }
 
 /** Metrics/access-log hooks; the observability work fills them in. All optional. */
@@ -122,11 +124,11 @@ function refuse(stream: http2.ServerHttp2Stream, status: number): void {
   stream.resume();
 }
 
-function record(headers: http2.IncomingHttpHeaders, info: ConnInfo, dst: Workload): InboundConnRecord {
+function record(headers: http2.IncomingHttpHeaders, info: ConnInfo, dst: Workload, bytes: () => ByteCounts): InboundConnRecord {
   const tp = headers['traceparent'];
   const traceparent = typeof tp === 'string' && parseTraceparent(tp) !== null ? tp : null;
   const bag = headers['baggage'];
-  return { info, dst, baggage: parseBaggage(bag), traceparent, openedAt: Date.now() };
+  return { info, dst, baggage: parseBaggage(bag), traceparent, openedAt: Date.now(), bytes };
 }
 
 export class InboundHandler<S extends WorkloadLookup> {
@@ -201,7 +203,7 @@ export class InboundHandler<S extends WorkloadLookup> {
     r = relay(stream, upstream, { aName: 'downstream', bName: 'upstream' });
     stream.off('error', ignore);
     const events = this.deps.events;
-    const rec: InboundConnRecord | null = events ? record(headers, info, dst) : null;
+    const rec: InboundConnRecord | null = events ? record(headers, info, dst, tracked.handle.bytes) : null;
     if (rec) events?.onOpen?.(rec);
     const result = await r.done;
     this.deps.connections.release(tracked);
