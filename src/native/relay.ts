@@ -2,17 +2,19 @@
  * Bidirectional byte relays between two connected TCP sockets, with one contract and two engines:
  *  - startSpliceRelay: the addon's splice(2) relay (native/README.md) runs off the JS thread; the
  *    Node sockets are dup()ed into it and destroyed, so no byte passes through JS.
- *  - startJsRelay: the same semantics with Node streams (ZTUNNEL_NATIVE_RELAY=false, TLS sockets,
- *    or no addon).
+ *  - startJsRelay: the same semantics with Node streams, by proxy/copy.ts's Relay
+ *    (ZTUNNEL_NATIVE_RELAY=false, TLS sockets, or no addon).
  * Contract (both): bytes A->B and B->A until both directions saw EOF; EOF on one side is forwarded
  * as a half-close (FIN) to the other while the opposite direction keeps going; any error closes
- * both sockets; stats() is live and final after completion; stop() closes both; onDone runs
- * exactly once, after both sockets are closed, with reason 'eof' | 'reset' | 'error' | 'stopped'.
+ * both sockets (the JS engine resets the other one, as on the HBONE legs); stats() is live and
+ * final after completion; stop() closes both; onDone runs exactly once, after both sockets are
+ * closed, with reason 'eof' | 'reset' | 'error' | 'stopped'.
  * Counters count bytes handed to the destination socket.
  */
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { ProxyError } from '../errors';
+import { COMPLETE, Relay, type RelayResult as CopyResult } from '../proxy/copy';
 import type { NativeApi, NativeRelayResult, RelayCounters } from './addon';
 
 export type RelayReason = 'eof' | 'reset' | 'error' | 'stopped';
@@ -138,96 +140,34 @@ export function startSpliceRelay(native: NativeApi, sockA: Socket, sockB: Socket
   return relay;
 }
 
-class JsRelay implements RelayHandle {
-  readonly kind = 'js' as const;
-  private aToB = 0;
-  private bToA = 0;
-  private closed = 0;
-  private err: NodeJS.ErrnoException | null = null;
-  private stopped = false;
-  private finished = false;
-  private readonly a: Socket;
-  private readonly b: Socket;
-  private readonly onDone: RelayDone;
+/** Relay's reason for a stop(); no reason Relay makes up itself is spelled like this. */
+const STOPPED = 'stopped';
 
-  constructor(a: Socket, b: Socket, onDone: RelayDone) {
-    this.a = a;
-    this.b = b;
-    this.onDone = onDone;
-    this.wire(a, b, true);
-    this.wire(b, a, false);
-    for (const s of [a, b]) {
-      s.on('error', (err: NodeJS.ErrnoException) => this.fail(err));
-      if (s.closed) this.closed++;
-      else s.once('close', () => this.onClose(s));
-    }
-    if (this.closed === 2) process.nextTick(() => this.finish());
-    else if (a.destroyed || b.destroyed) this.destroyBoth();
-    a.resume();
-    b.resume();
-  }
-
-  private wire(src: Socket, dst: Socket, aToB: boolean): void {
-    // Half-close needs both sockets to survive their peer's FIN (net.Server's default is to end
-    // the write side automatically).
-    src.allowHalfOpen = true;
-    src.on('data', (chunk: Buffer) => {
-      if (aToB) this.aToB += chunk.length;
-      else this.bToA += chunk.length;
-      if (!dst.write(chunk)) src.pause();
-    });
-    dst.on('drain', () => src.resume());
-    if (src.readableEnded) dst.end();
-    else src.once('end', () => dst.end());
-  }
-
-  private fail(err: NodeJS.ErrnoException): void {
-    // The first error decides the reason; errors caused by our own destroy() after stop() do not.
-    if (this.err === null && !this.stopped) this.err = err;
-    this.destroyBoth();
-  }
-
-  private destroyBoth(): void {
-    this.a.destroy();
-    this.b.destroy();
-  }
-
-  private onClose(s: Socket): void {
-    this.closed++;
-    if (this.closed === 2) this.finish();
-    // A socket that closed before finishing both directions (destroyed from outside, timed out)
-    // leaves nothing to relay to; one that finished normally lets the other flush its last bytes.
-    else if (this.err !== null || this.stopped || !(s.readableEnded && s.writableFinished)) this.destroyBoth();
-  }
-
-  private finish(): void {
-    if (this.finished) return;
-    this.finished = true;
-    const r: RelayResult = { aToB: this.aToB, bToA: this.bToA, reason: 'eof', errno: 0 };
-    if (this.err !== null) {
-      r.reason = isResetCode(this.err.code) ? 'reset' : 'error';
-      r.errno = typeof this.err.errno === 'number' ? this.err.errno : 0;
-      if (this.err.code !== undefined) r.code = this.err.code;
-    } else if (this.stopped) {
-      r.reason = 'stopped';
-    }
-    this.onDone(r);
-  }
-
-  stats(): RelayCounters {
-    return { aToB: this.aToB, bToA: this.bToA };
-  }
-
-  stop(): void {
-    if (this.finished || this.stopped) return;
-    if (this.err === null) this.stopped = true;
-    this.destroyBoth();
-  }
+/** Maps copy.ts's result onto this contract: 'complete' is 'eof', the error decides reset/error. */
+function fromCopy(r: CopyResult): RelayResult {
+  if (r.reason === COMPLETE) return { aToB: r.aToB, bToA: r.bToA, reason: 'eof', errno: 0 };
+  if (r.reason === STOPPED) return { aToB: r.aToB, bToA: r.bToA, reason: 'stopped', errno: 0 };
+  // an early end without an error is a socket closed from outside (destroy(), a timeout)
+  const err = r.error as NodeJS.ErrnoException | null;
+  const out: RelayResult = { aToB: r.aToB, bToA: r.bToA, reason: isResetCode(err?.code) ? 'reset' : 'error', errno: 0 };
+  if (typeof err?.errno === 'number') out.errno = err.errno;
+  if (err?.code !== undefined) out.code = err.code;
+  return out;
 }
 
-/** Relays in JS; takes over both sockets (their data/end/error events) until they close. */
+/**
+ * Relays in JS with copy.ts's Relay (the same copy as the HBONE legs); takes over both sockets
+ * (their data/end/error events, allowHalfOpen) until they close. stop() destroys both sockets
+ * without a reset, as the splice relay closes its fds.
+ */
 export function startJsRelay(sockA: Socket, sockB: Socket, onDone: RelayDone): RelayHandle {
-  return new JsRelay(sockA, sockB, onDone);
+  const r = new Relay(sockA, sockB, { aName: 'A', bName: 'B' });
+  void r.done.then((res) => onDone(fromCopy(res)));
+  return {
+    kind: 'js',
+    stats: () => ({ aToB: r.aToB, bToA: r.bToA }),
+    stop: () => r.close(STOPPED, { reset: false }),
+  };
 }
 
 /**

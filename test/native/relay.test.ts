@@ -1,6 +1,7 @@
 // Both relay engines (native splice, JS streams) against one table of cases: half-close each way,
-// bytes Node buffered before the hand-over, resets, stop(), live counters, 256 MiB with sha256
-// equality; plus the splice relay's ownership rules and its cleanup when a worker dies.
+// bytes Node buffered (or an EOF Node read) before the hand-over, resets (also after a half-close),
+// stop(), live counters, 256 MiB with sha256 equality; plus the JS engine with sockets already
+// closed when it starts; plus the splice relay's ownership rules and its cleanup when a worker dies.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -198,6 +199,61 @@ for (const [engine, start] of ENGINES) {
     relay.stop();
   });
 
+  t.test(`${engine}: stop() closes both sockets cleanly: the peers see EOF, not a reset`, async (t) => {
+    const h = await harness(t, start, (s) => s.on('data', (d) => s.write(d)));
+    h.client.write('x');
+    await once(h.client, 'data');
+    const relay = await h.relay;
+    const seen = (s: Socket): Promise<string> =>
+      new Promise((res) => {
+        s.once('error', (e: NodeJS.ErrnoException) => res(e.code ?? e.message));
+        s.once('end', () => res('end'));
+      });
+    const peers = Promise.all([seen(h.client), seen(await h.backend)]);
+    relay.stop();
+    t.same(await peers, ['end', 'end']);
+    t.match(await h.done, { reason: 'stopped', errno: 0 });
+  });
+
+  t.test(`${engine}: a reset from B after its own EOF is reported as 'reset' once A's EOF goes to B`, async (t) => {
+    const h = await harness(t, start, (s) => {
+      s.on('error', () => undefined);
+      s.end('bye');
+    });
+    h.client.on('error', () => undefined);
+    t.equal(await collect(h.client), 'bye', "B's bytes and EOF reached A");
+    const backend = await h.backend;
+    backend.resetAndDestroy();
+    await once(backend, 'close');
+    // the JS engine stopped reading B at its EOF: the reset must not pass for a clean shutdown
+    h.client.end();
+    const r = await h.done;
+    t.equal(r.reason, 'reset');
+    t.ok(r.code === 'EPIPE' || r.code === 'ECONNRESET', `code ${r.code}`);
+    t.ok(r.errno < 0, 'negative errno');
+  });
+
+  t.test(`${engine}: an EOF that A got before the relay started is forwarded to B`, async (t) => {
+    const h = await harness(
+      t,
+      start,
+      (s) => {
+        void collect(s).then((got) => s.end(`got:${got}`));
+      },
+      {
+        beforeRelay: async (a) => {
+          a.allowHalfOpen = true; // so Node does not end A's write side at this EOF
+          a.resume();
+          await once(a, 'end');
+        },
+      },
+    );
+    const reply = collect(h.client);
+    h.client.end();
+    t.equal(await reply, 'got:', 'B saw the EOF and its answer came back');
+    t.match(await h.done, { reason: 'eof', errno: 0, aToB: 0, bToA: 4 });
+  });
+
   t.test(`${engine}: counters are live during a transfer`, async (t) => {
     const received = { bytes: 0 };
     let backendSock!: Socket;
@@ -256,6 +312,42 @@ for (const [engine, start] of ENGINES) {
     t.comment(`${engine}: 256 MiB in ${ms.toFixed(0)} ms (${((256 / ms) * 1000).toFixed(0)} MiB/s, both hashes included)`);
   });
 }
+
+t.test('js: a socket closed before the relay started still ends it, and the other peer sees a reset', async (t) => {
+  const h = await harness(t, startJsRelay, (s) => s.on('error', () => undefined), {
+    beforeRelay: async (a) => {
+      a.destroy();
+      await once(a, 'close');
+    },
+  });
+  const backend = await h.backend;
+  const seen = new Promise<string>((res) => {
+    backend.once('error', (e: NodeJS.ErrnoException) => res(e.code ?? e.message));
+    backend.once('end', () => res('end'));
+  });
+  backend.resume();
+  t.same(await h.done, { aToB: 0, bToA: 0, reason: 'error', errno: 0 }, 'no error to name: closed from outside');
+  t.equal(await seen, 'ECONNRESET');
+});
+
+t.test('js: a socket reset by its peer before the relay started is reported as a reset', async (t) => {
+  let clientReset!: () => void;
+  const reset = new Promise<void>((r) => (clientReset = r));
+  const h = await harness(t, startJsRelay, (s) => s.on('error', () => undefined), {
+    beforeRelay: async (a) => {
+      await reset;
+      a.on('error', () => undefined);
+      // not events.once: it rejects on the 'error' (the reset) that comes before 'close'
+      const closed = new Promise((r) => a.once('close', r));
+      a.resume();
+      await closed;
+      t.ok(a.errored, 'A errored and closed before the relay got it');
+    },
+  });
+  h.client.resetAndDestroy();
+  clientReset();
+  t.match(await h.done, { reason: 'reset', code: 'ECONNRESET', errno: -104 });
+});
 
 t.test('startSpliceRelay refuses sockets it cannot own and leaves them untouched', async (t) => {
   const [host] = hosts();
