@@ -72,5 +72,9 @@ t.test('cert mirror serves only valid certs, newest wins, waiters are released',
 
 t.test('cert mirror fetch gives up after waitMs', async (t) => {
   const m = new CertMirror({ waitMs: 20 });
+  // the mirror's wait timer is unref'd (a pending fetch must not keep a worker alive), so this
+  // test holds the event loop open itself until the rejection arrives
+  const hold = setInterval(() => undefined, 1000);
   await t.rejects(m.fetch(ID), { code: 'ERR_CERT_UNAVAILABLE', message: /within 20 ms/ });
+  clearInterval(hold);
 });
