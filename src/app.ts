@@ -1,51 +1,218 @@
 /**
- * Composition root: builds the control plane and the data plane from one Config and hands live
- * objects down in deps bundles. No module-level state: everything hangs off the returned App.
+ * Composition root: builds the control plane, the data plane and the node's observability
+ * (readiness :15021, stats :15020, admin :15000) from one Config, and hands live objects down in
+ * deps bundles. No module-level state: everything hangs off the returned App.
+ *
+ * Start order, as ztunnel: readiness first (so a probe sees "not ready" rather than nothing), then
+ * the snapshot and certificates, the data plane, then stats and admin. Readiness tasks:
+ * `snapshot` (loaded), `certificates` (every local workload's first certificate issued), `proxy`
+ * (HBONE listeners match the snapshot). The worker pool will add its own task.
+ *
+ * Metrics: one ProxyMetrics (registry) for this thread, created here and passed down; see
+ * src/metrics/registry.ts for how worker threads' registries will be merged into it.
  */
 import type { Config } from './config/config';
-import { startControlPlane, type ControlPlane } from './control-plane';
+import { startControlPlane, localIdentities, type ControlPlane } from './control-plane';
 import { startDataPlane, type DataPlane } from './data-plane';
 import type { Logging } from './logging/logger';
+import { AccessLog } from './logging/access-log';
+import type { BoundAddress } from './net/listener';
+import { adminHandler } from './admin/admin-server';
+import { buildConfigDump } from './admin/config-dump';
+import { startHttpEndpoint, type HttpEndpoint } from './admin/http';
+import { Readiness, readinessHandler } from './admin/readiness';
+import { ConnObserver } from './metrics/conn-observer';
+import { registerControlPlaneMetrics, registerPoolMetrics } from './metrics/control-plane';
+import { ProxyMetrics } from './metrics/registry';
+import { metricsHandler } from './metrics/server';
+import { buildInfo } from './cli/version';
 
 export interface App {
   readonly config: Config;
   readonly control: ControlPlane;
   readonly data: DataPlane;
+  readonly metrics: ProxyMetrics;
+  readonly readiness: Readiness;
+  readonly observer: ConnObserver;
+  /** Where admin, stats and readiness listen (port 0 in the config = picked at bind). */
+  readonly servers: { readonly admin: BoundAddress; readonly stats: BoundAddress; readonly readiness: BoundAddress };
   /**
-   * Drain (ZTUNNEL-FACTS "Shutdown"): stop accepting and send GOAWAY, let live connections
-   * finish until the termination deadline, then close the rest. Resolves when everything is closed.
+   * Drain (ZTUNNEL-FACTS "Shutdown"): readiness goes to 500, listeners stop accepting, HBONE
+   * connections get GOAWAY, live connections may finish until the termination deadline, then the
+   * rest are closed. Idempotent: every call returns the same promise.
    */
   shutdown(): Promise<void>;
+  /** Cut everything now (a second signal), also in the middle of a drain. */
+  close(): Promise<void>;
+  /** True once a drain or close has begun. */
+  readonly stopping: boolean;
+  /** Settles when the app has shut down, whichever way (signal, POST /quitquitquit, close). */
+  readonly closed: Promise<void>;
 }
 
-/** How often drain looks whether the last connection has gone (one timer for the whole drain). */
-const DRAIN_POLL_MS = 100;
+/** How often a drain looks whether the last connection has gone (one timer at a time). */
+const DRAIN_POLL_MS = 50;
 
 export async function startApp(config: Config, logging: Logging): Promise<App> {
-  const control = await startControlPlane(config, { state: logging.for('state'), identity: logging.for('identity') });
-  let data: DataPlane;
+  const log = logging.for('ztunnel');
+  const version = buildInfo();
+  const readiness = new Readiness();
+  const snapshotLoaded = readiness.register('snapshot');
+  const certsIssued = readiness.register('certificates');
+  const listenersUp = readiness.register('proxy');
+  const endpoints: HttpEndpoint[] = [];
+  const onHttpError = (err: unknown): void => log.error({ err: (err as Error)?.message ?? String(err) }, 'admin/stats/readiness request failed');
+  const closeEndpoints = (): Promise<unknown> => Promise.all(endpoints.splice(0).map((e) => e.close()));
+
+  endpoints.push(await startHttpEndpoint('readiness', config.readinessAddr, readinessHandler(readiness), onHttpError));
+  let control: ControlPlane;
   try {
-    data = await startDataPlane({ config, store: control.store, certs: control.certs, log: logging.for('proxy') });
+    control = await startControlPlane(config, { state: logging.for('state'), identity: logging.for('identity') });
   } catch (err) {
-    control.close();
+    await closeEndpoints();
     throw err;
   }
-  const log = logging.for('ztunnel');
-  log.info({ node: config.nodeName, mode: config.proxyMode, local: control.store.current.localWorkloads().length }, 'proxy running');
+  snapshotLoaded();
+
+  const metrics = new ProxyMetrics({ version: version.version });
+  registerControlPlaneMetrics(metrics.registry, {
+    snapshotVersion: () => control.store.current.version,
+    reloadFailures: () => control.store.reloadFailures,
+    certs: () => control.certs.states(),
+  });
+  const observer = new ConnObserver({
+    traffic: metrics.traffic,
+    access: new AccessLog(logging.for('access')),
+    snapshot: () => control.store.current,
+    clusterId: config.clusterId,
+  });
+
+  let data: DataPlane;
+  try {
+    data = await startDataPlane({
+      config,
+      store: control.store,
+      certs: control.certs,
+      log: logging.for('proxy'),
+      events: observer.inbound,
+      outboundObserver: observer.outbound,
+    });
+  } catch (err) {
+    control.close();
+    await closeEndpoints();
+    throw err;
+  }
+  registerPoolMetrics(metrics.registry, data.client);
+
+  let shutdownStarted: Promise<void> | null = null;
+  let closing: Promise<void> | null = null;
+  let forced = false;
+  let markClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (markClosed = resolve));
+  const stopWatchingCerts = watchLocalCerts(control, certsIssued);
+
+  const closeAll = (): Promise<void> =>
+    (closing ??= (async () => {
+      readiness.markDraining();
+      stopWatchingCerts();
+      await data.close();
+      control.close();
+      await closeEndpoints();
+      markClosed();
+    })());
+
+  const shutdown = (): Promise<void> =>
+    (shutdownStarted ??= (async () => {
+      readiness.markDraining();
+      const deadlineMs = config.terminationDeadlineMs;
+      log.info({ deadlineMs, connections: data.liveConnections() }, 'draining: stopped accepting, live connections may finish until the deadline');
+      await data.drain();
+      const deadline = Date.now() + deadlineMs;
+      while (!forced && data.liveConnections() > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now()))));
+      }
+      const left = data.liveConnections();
+      if (left > 0 && !forced) log.info({ connections: left }, 'drain deadline reached: closing the remaining connections');
+      await closeAll();
+    })());
+
+  try {
+    endpoints.push(await startHttpEndpoint('stats', config.statsAddr, metricsHandler({ metrics }), onHttpError));
+    endpoints.push(
+      await startHttpEndpoint(
+        'admin',
+        config.adminAddr,
+        adminHandler({
+          configDump: () =>
+            buildConfigDump({
+              config,
+              snapshot: () => control.store.current,
+              certs: () => control.certs.states(),
+              connections: () => observer.connections(),
+              version: { version: version.version, name: version.name, nodeVersion: version.node },
+            }),
+          logging,
+          initialLog: { level: config.log.level, targets: config.log.targets },
+          quit: () => {
+            log.info('POST /quitquitquit: shutting down');
+            void shutdown();
+          },
+        }),
+        onHttpError,
+      ),
+    );
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  const [readinessEp, statsEp, adminEp] = endpoints as [HttpEndpoint, HttpEndpoint, HttpEndpoint];
+  void data.settled().then(listenersUp);
+
+  log.info(
+    { node: config.nodeName, mode: config.proxyMode, local: control.store.current.localWorkloads().length, admin: adminEp.address.text, stats: statsEp.address.text, readiness: readinessEp.address.text },
+    'proxy running',
+  );
   return {
     config,
     control,
     data,
-    async shutdown(): Promise<void> {
-      await data.drain();
-      const deadline = Date.now() + config.terminationDeadlineMs;
-      while (data.liveConnections() > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
-      }
-      const left = data.liveConnections();
-      if (left > 0) log.info({ connections: left }, 'drain deadline reached: closing remaining connections');
-      await data.close();
-      control.close();
+    metrics,
+    readiness,
+    observer,
+    servers: { admin: adminEp.address, stats: statsEp.address, readiness: readinessEp.address },
+    shutdown,
+    close(): Promise<void> {
+      forced = true;
+      return closeAll();
     },
+    get stopping(): boolean {
+      return shutdownStarted !== null || closing !== null;
+    },
+    closed,
   };
+}
+
+/**
+ * Calls `done` once every local workload identity of the current snapshot has a usable
+ * certificate; checked at start, on every issuance and on every snapshot swap (no timer).
+ * Returns the function that stops watching.
+ */
+function watchLocalCerts(control: ControlPlane, done: () => void): () => void {
+  let finished = false;
+  const check = (): void => {
+    if (finished) return;
+    const want = localIdentities(control.store.current);
+    for (const id of want.values()) if (control.certs.get(id) === null) return;
+    finished = true;
+    stop();
+    done();
+  };
+  const offCerts = control.certs.subscribe(check);
+  const offStore = control.store.subscribe(check);
+  const stop = (): void => {
+    offCerts();
+    offStore();
+  };
+  check();
+  return stop;
 }

@@ -17,9 +17,10 @@ import type { BoundAddress } from './net/listener';
 import { ConnectionManager } from './proxy/connection-manager';
 import { HboneClient } from './proxy/hbone-client';
 import { HboneServer } from './proxy/hbone-server';
-import { tcpConnect } from './proxy/inbound';
+import { tcpConnect, type ConnEvents } from './proxy/inbound';
+import type { OutboundObserver } from './proxy/outbound';
 import { identityOf } from './proxy/outbound-plan';
-import { Socks5Server } from './proxy/socks5-server';
+import { Socks5Server, type SocketRelay } from './proxy/socks5-server';
 import type { H2Settings } from './proxy/h2-settings';
 import { DEFAULT_H2_SETTINGS } from './proxy/h2-settings';
 import type { Snapshot } from './state/snapshot';
@@ -33,6 +34,10 @@ export interface DataPlaneDeps {
   readonly store: SnapshotStore;
   readonly certs: CertManager;
   readonly log: Logger;
+  /** Metrics/access-log hooks of the HBONE inbound side (reporter=destination). */
+  readonly events?: ConnEvents;
+  /** Metrics/access-log hooks of the outbound entry (reporter=source). */
+  readonly outboundObserver?: OutboundObserver;
 }
 
 export interface DataPlane {
@@ -77,6 +82,7 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     connect,
     log,
     h2,
+    events: deps.events,
   });
   const client = new HboneClient({
     h2,
@@ -86,19 +92,21 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
 
   const native = loadRelayEngine(config, log);
   const counts = { splice: 0, js: 0 };
-  const relaySockets = (a: Socket, b: Socket): Promise<RelayResult> =>
-    new Promise((resolve) => {
-      let handle: RelayHandle;
-      try {
-        handle = startRelay(a, b, resolve, { native });
-      } catch (err) {
-        // an eligible splice relay that failed to start (e.g. EMFILE for its pipes): the sockets are
-        // intact, so this connection still gets the JS copy path
-        log.warn({ err: (err as Error).message }, 'splice relay failed to start; relaying this connection in JS');
-        handle = startJsRelay(a, b, resolve);
-      }
-      counts[handle.kind]++;
-    });
+  const relaySockets = (a: Socket, b: Socket): SocketRelay => {
+    let resolve!: (r: RelayResult) => void;
+    const done = new Promise<RelayResult>((r) => (resolve = r));
+    let handle: RelayHandle;
+    try {
+      handle = startRelay(a, b, resolve, { native });
+    } catch (err) {
+      // an eligible splice relay that failed to start (e.g. EMFILE for its pipes): the sockets are
+      // intact, so this connection still gets the JS copy path
+      log.warn({ err: (err as Error).message }, 'splice relay failed to start; relaying this connection in JS');
+      handle = startJsRelay(a, b, resolve);
+    }
+    counts[handle.kind]++;
+    return { stats: () => handle.stats(), done };
+  };
 
   let socks5: Socks5Server | null = null;
   if (config.socks5Addr !== null) {
@@ -107,6 +115,7 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       snapshot: () => store.current,
       log,
       relaySockets,
+      observer: deps.outboundObserver,
     });
     const bound = await socks5.listen(config.socks5Addr.host, config.socks5Addr.port);
     log.info({ address: bound.text }, 'SOCKS5 outbound listener ready');

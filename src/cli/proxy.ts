@@ -1,6 +1,7 @@
 /**
  * `ztunnel-ts proxy`: parse the config (every bad variable reported, exit 1 before anything is
- * bound), start the app, run until SIGTERM/SIGINT, drain, exit 0. A second signal exits at once.
+ * bound), start the app, run until SIGTERM/SIGINT or POST /quitquitquit, drain, exit 0. A signal
+ * during the drain cuts every connection at once and exits 1.
  */
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../config/issues';
@@ -39,19 +40,21 @@ export async function proxyCommand(io: CliIo, hooks: ProcessHooks): Promise<numb
     throw err;
   }
   return new Promise<number>((resolve) => {
-    let stopping = false;
+    let code = EXIT_OK;
+    // however the shutdown began (signal or POST /quitquitquit), the command ends with it
+    void app.closed.then(() => {
+      log.info('shutdown complete');
+      resolve(code);
+    });
     hooks.onSignal((signal) => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: exiting now');
-        resolve(EXIT_INVALID);
+      if (app.stopping) {
+        log.warn({ signal }, 'second signal: closing every connection and exiting now');
+        code = EXIT_INVALID;
+        void app.close();
         return;
       }
-      stopping = true;
       log.info({ signal, deadlineMs: config.terminationDeadlineMs }, 'shutting down: draining connections');
-      void app.shutdown().then(() => {
-        log.info('shutdown complete');
-        resolve(EXIT_OK);
-      });
+      void app.shutdown();
     });
   });
 }

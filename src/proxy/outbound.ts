@@ -27,10 +27,47 @@ export interface OutboundDeps {
   readonly random?: () => number;
 }
 
+export type ExecutablePlan = Exclude<OutboundPlan, { kind: 'reject' }>;
+
 export interface OutboundConnection {
-  readonly plan: Exclude<OutboundPlan, { kind: 'reject' }>;
+  readonly plan: ExecutablePlan;
   readonly upstream: Duplex;
 }
+
+export interface Endpoint {
+  readonly ip: string;
+  readonly port: number;
+}
+
+/** An outbound connection whose plan is made, about to be carried out. */
+export interface PlannedOutbound {
+  /** The client's address. */
+  readonly src: Endpoint;
+  /** What the client asked for (a VIP, a pod IP, an outside address). */
+  readonly originalDst: Endpoint;
+  readonly source: Workload;
+  readonly plan: ExecutablePlan;
+}
+
+/** One outbound connection's remaining events, in order: established then closed, or failed. */
+export interface OutboundTrack {
+  /** The upstream is up; `bytes` reads the relay's running totals (received = client → server). */
+  established(bytes: () => { readonly received: number; readonly sent: number }): void;
+  /** Setting up the upstream failed (the error carries a code). */
+  failed(err: unknown): void;
+  /** The relay ended; `final` totals when known. */
+  closed(final: { readonly received: number; readonly sent: number } | null, reason: string): void;
+}
+
+/** Metrics/access-log hooks of an outbound entry (SOCKS5 now, :15001 capture later). */
+export interface OutboundObserver {
+  /** Refused before a plan could be carried out: unknown source, unresolvable name, rejected plan. */
+  refused(e: { readonly src: Endpoint; readonly dst: Endpoint | null; readonly source?: Workload; readonly error: unknown }): void;
+  opened(e: PlannedOutbound): OutboundTrack;
+}
+
+const NO_TRACK: OutboundTrack = Object.freeze({ established() {}, failed() {}, closed() {} });
+export const NO_OUTBOUND_OBSERVER: OutboundObserver = Object.freeze({ refused() {}, opened: () => NO_TRACK });
 
 /**
  * In node mode every workload IP is a loopback address on this host, so binding the source
@@ -41,14 +78,19 @@ function localAddressFor(source: { ip: string }, target: Target): string | undef
   return source.ip.startsWith('127.') && target.ip.startsWith('127.') ? source.ip : undefined;
 }
 
-export async function openOutbound(
-  deps: OutboundDeps,
-  source: Workload,
-  src: { readonly ip: string; readonly port: number },
-  dst: { readonly ip: string; readonly port: number },
-): Promise<OutboundConnection> {
+/** The plan step alone: where `source`'s connection to `dst` goes. Throws the plan's refusal. */
+export function planFor(deps: OutboundDeps, source: Workload, dst: Endpoint): ExecutablePlan {
   const plan = planOutbound({ source, dstIp: dst.ip, dstPort: dst.port }, deps.snapshot(), { random: deps.random ?? Math.random });
   if (plan.kind === 'reject') throw new ProxyError(plan.code, plan.reason);
+  return plan;
+}
+
+export async function openOutbound(deps: OutboundDeps, source: Workload, src: Endpoint, dst: Endpoint): Promise<OutboundConnection> {
+  return executeOutbound(deps, planFor(deps, source, dst), source, src);
+}
+
+/** The execute step: resolves with the upstream stream once it is established. */
+export async function executeOutbound(deps: OutboundDeps, plan: ExecutablePlan, source: Workload, src: Endpoint): Promise<OutboundConnection> {
   if (plan.kind === 'hbone') {
     const cert = await deps.certs.fetch(identityOf(source));
     const tunnel = await deps.hbone.connect({
@@ -77,7 +119,7 @@ export async function openOutbound(
 }
 
 /** For logs: where a plan sends the bytes. */
-export function describePlan(plan: OutboundConnection['plan']): Record<string, unknown> {
+export function describePlan(plan: ExecutablePlan): Record<string, unknown> {
   const base = { kind: plan.kind, dst: `${plan.target.ip}:${plan.target.port}` };
   if (plan.kind === 'hbone') {
     return { ...base, hbone: `${plan.nextHop.ip}:${plan.nextHop.port}`, dstIdentity: plan.expectedIdentities.map(formatSpiffe).join(','), service: plan.service?.hostname };

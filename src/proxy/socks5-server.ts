@@ -8,12 +8,12 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { createServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { isProxyError } from '../errors';
+import { isProxyError, ProxyError } from '../errors';
 import { normalizeIp } from '../net/ip';
 import { Listener, type BoundAddress } from '../net/listener';
 import type { Service, Workload } from '../state/model';
 import { relay } from './copy';
-import { describePlan, openOutbound, type OutboundDeps } from './outbound';
+import { describePlan, executeOutbound, NO_OUTBOUND_OBSERVER, planFor, type ExecutablePlan, type OutboundDeps, type OutboundObserver } from './outbound';
 import type { ProxyLog } from './proxy-log';
 import { encodeReply, negotiate, SocksReply, type SocksDestination } from './socks5';
 
@@ -30,7 +30,15 @@ export interface Socks5Deps {
   /** DNS for names that are not mesh services. */
   readonly lookup?: (host: string) => Promise<string>;
   /** Splice/JS relay choice for socket↔socket legs (default: the JS relay). */
-  readonly relaySockets?: (client: Socket, upstream: Socket) => Promise<{ aToB: number; bToA: number; reason: string }>;
+  readonly relaySockets?: (client: Socket, upstream: Socket) => SocketRelay;
+  /** Metrics and access-log hooks (reporter=source). */
+  readonly observer?: OutboundObserver;
+}
+
+/** A running socket↔socket relay: live counters (a = client) and its end. */
+export interface SocketRelay {
+  stats(): { readonly aToB: number; readonly bToA: number };
+  readonly done: Promise<{ readonly aToB: number; readonly bToA: number; readonly reason: string }>;
 }
 
 async function systemLookup(host: string): Promise<string> {
@@ -86,6 +94,7 @@ export class Socks5Server {
 
   private async handle(client: Socket): Promise<void> {
     const log = this.deps.log;
+    const observer = this.deps.observer ?? NO_OUTBOUND_OBSERVER;
     client.on('error', () => undefined); // errors surface through negotiate/relay; never crash
     const srcIp = normalizeIp(client.remoteAddress ?? '') ?? '';
     const src = { ip: srcIp, port: client.remotePort ?? 0 };
@@ -100,6 +109,7 @@ export class Socks5Server {
     const source = this.deps.snapshot().workloadByIp(srcIp, this.deps.network);
     if (source === undefined) {
       log.warn({ src: `${src.ip}:${src.port}` }, 'SOCKS5 client is not a known local workload: refused (the source IP must belong to a workload on this node)');
+      observer.refused({ src, dst: dest.kind === 'ip' ? { ip: dest.ip, port: dest.port } : null, error: new ProxyError('ERR_UNKNOWN_SOURCE', `source ${src.ip} is not a workload on this node`) });
       client.end(encodeReply(SocksReply.NOT_ALLOWED));
       return;
     }
@@ -108,31 +118,56 @@ export class Socks5Server {
       dstIp = await this.resolve(dest);
     } catch (err) {
       log.info({ src: `${src.ip}:${src.port}`, host: dest.kind === 'domain' ? dest.host : dest.ip, err: (err as Error).message }, 'SOCKS5 destination not resolved');
+      observer.refused({ src, dst: null, source, error: err });
       client.end(encodeReply(SocksReply.HOST_UNREACHABLE));
       return;
     }
+    const dst = { ip: dstIp, port: dest.port };
+    let plan: ExecutablePlan;
+    try {
+      plan = planFor(this.deps.outbound, source, dst);
+    } catch (err) {
+      this.failed(client, src, source.name, dst, err);
+      observer.refused({ src, dst, source, error: err });
+      return;
+    }
+    const track = observer.opened({ src, originalDst: dst, source, plan });
     let upstream: Duplex;
     try {
-      const out = await openOutbound(this.deps.outbound, source, src, { ip: dstIp, port: dest.port });
-      upstream = out.upstream;
-      log.debug({ src: `${src.ip}:${src.port}`, srcWorkload: source.name, ...describePlan(out.plan) }, 'outbound connection opened');
+      upstream = (await executeOutbound(this.deps.outbound, plan, source, src)).upstream;
+      log.debug({ src: `${src.ip}:${src.port}`, srcWorkload: source.name, ...describePlan(plan) }, 'outbound connection opened');
     } catch (err) {
-      log.info(
-        { src: `${src.ip}:${src.port}`, srcWorkload: source.name, dst: `${dstIp}:${dest.port}`, code: (err as { code?: string }).code, err: (err as Error).message },
-        'outbound connection failed',
-      );
-      client.end(encodeReply(socksReplyFor(err)));
+      this.failed(client, src, source.name, dst, err);
+      track.failed(err);
       return;
     }
     if (client.destroyed) {
       upstream.destroy();
+      track.failed(new ProxyError('ERR_CONN_CLOSED', 'the client went away while the upstream was being set up'));
       return;
     }
     client.write(encodeReply(SocksReply.SUCCEEDED));
     if (this.deps.relaySockets !== undefined && upstream instanceof Socket) {
-      await this.deps.relaySockets(client, upstream);
+      const r = this.deps.relaySockets(client, upstream);
+      track.established(() => {
+        const s = r.stats();
+        return { received: s.aToB, sent: s.bToA };
+      });
+      const res = await r.done;
+      track.closed({ received: res.aToB, sent: res.bToA }, res.reason);
     } else {
-      await relay(client, upstream, { aName: 'downstream', bName: 'upstream' }).done;
+      const r = relay(client, upstream, { aName: 'downstream', bName: 'upstream' });
+      track.established(() => ({ received: r.aToB, sent: r.bToA }));
+      const res = await r.done;
+      track.closed({ received: res.aToB, sent: res.bToA }, res.reason);
     }
+  }
+
+  private failed(client: Socket, src: { ip: string; port: number }, srcWorkload: string, dst: { ip: string; port: number }, err: unknown): void {
+    this.deps.log.info(
+      { src: `${src.ip}:${src.port}`, srcWorkload, dst: `${dst.ip}:${dst.port}`, code: (err as { code?: string }).code, err: (err as Error).message },
+      'outbound connection failed',
+    );
+    client.end(encodeReply(socksReplyFor(err)));
   }
 }

@@ -69,6 +69,10 @@ async function startNode(name: string, socksIp: string, nativeRelay: string): Pr
     LOCAL_CA_DIR: join(dir, 'ca'),
     UNSTABLE_ENABLE_SOCKS5: 'true',
     ZTUNNEL_SOCKS5_ADDR: `${socksIp}:0`,
+    // two proxies in one process: admin/stats/readiness on free ports of this file's block
+    ZTUNNEL_ADMIN_ADDR: `${socksIp}:0`,
+    ZTUNNEL_STATS_ADDR: `${socksIp}:0`,
+    ZTUNNEL_READINESS_ADDR: `${socksIp}:0`,
     POOL_MAX_STREAMS_PER_CONNECTION: '50',
     LOG_FORMAT: 'json',
   };
@@ -142,9 +146,7 @@ for (const nativeRelay of ['true', 'false']) t.test(`two nodes (ZTUNNEL_NATIVE_R
   const b = await startNode('node-b', net.ip(251), nativeRelay);
   t.equal(a.app.data.native !== null, nativeRelay === 'true', 'the relay engine follows ZTUNNEL_NATIVE_RELAY');
   t.teardown(async () => {
-    await Promise.all([a.app.data.close(), b.app.data.close()]);
-    a.app.control.close();
-    b.app.control.close();
+    await Promise.all([a.app.close(), b.app.close()]);
     for (const s of servers) s.close();
   });
   t.same([...a.app.data.addresses().keys()].sort(), ['hbone ' + CLIENT, 'hbone ' + DENIED, 'socks5'], 'node A listens for its own workloads only');
