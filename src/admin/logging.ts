@@ -31,15 +31,21 @@ export interface LoggingAnswer {
   readonly changed: LogFilter | null;
 }
 
+/** The filter in force, targets sorted (deterministic answers and dumps). */
+function inForce(logging: LogLevels): LogFilter {
+  const { level, targets } = logging.levels();
+  return { level, targets: Object.fromEntries(Object.entries(targets).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) };
+}
+
 function current(logging: LogLevels): string {
-  return `current log level is ${formatLogFilter(logging.levels())}\n`;
+  return `current log level is ${formatLogFilter(inForce(logging))}\n`;
 }
 
 export function changeLogLevel(logging: LogLevels, params: URLSearchParams, initial: LogFilter): LoggingAnswer {
   const level = params.get('level');
   if (params.has('reset')) {
     logging.setLevels(initial.level, initial.targets);
-    if (level === null || level === '') return { status: 200, body: current(logging), changed: logging.levels() };
+    if (level === null || level === '') return { status: 200, body: current(logging), changed: inForce(logging) };
   }
   if (level === null || level === '') return { status: 200, body: current(logging), changed: null };
   let filter: LogFilter;
@@ -51,5 +57,5 @@ export function changeLogLevel(logging: LogLevels, params: URLSearchParams, init
   // a bare level among the items replaces the default; target items alone leave it as it is
   const hasBareLevel = level.split(',').some((item) => item.trim() !== '' && !item.includes('='));
   logging.setLevels(hasBareLevel ? filter.level : null, filter.targets);
-  return { status: 200, body: current(logging), changed: logging.levels() };
+  return { status: 200, body: current(logging), changed: inForce(logging) };
 }
