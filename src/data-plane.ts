@@ -14,6 +14,7 @@ import { authorize } from './authz/authorize';
 import type { Config } from './config/config';
 import type { CertManager } from './identity/cert-manager';
 import type { BoundAddress } from './net/listener';
+import { INBOUND_HBONE_PORT } from './config/ports';
 import { ConnectionManager } from './proxy/connection-manager';
 import { HboneClient } from './proxy/hbone-client';
 import { HboneServer } from './proxy/hbone-server';
@@ -27,13 +28,27 @@ import type { Snapshot } from './state/snapshot';
 import { loadNative, type NativeApi } from './native/addon';
 import { startJsRelay, startRelay, type RelayHandle, type RelayResult } from './native/relay';
 import type { Socket } from 'node:net';
-import type { SnapshotStore } from './state/store';
+import type { SnapshotListener } from './state/store';
+
+/** What the data plane reads snapshots from: the main thread's SnapshotStore or a worker's SnapshotMirror. */
+export interface SnapshotSource {
+  readonly current: Snapshot;
+  subscribe(fn: SnapshotListener): () => void;
+}
+
+/** What the data plane takes certificates from: the main thread's CertManager or a worker's CertMirror. */
+export type CertSource = Pick<CertManager, 'get' | 'fetch'>;
 
 export interface DataPlaneDeps {
   readonly config: Config;
-  readonly store: SnapshotStore;
-  readonly certs: CertManager;
+  readonly store: SnapshotSource;
+  readonly certs: CertSource;
   readonly log: Logger;
+  /**
+   * Worker threads: returns an already-listening SO_REUSEPORT socket for host:port, adopted by
+   * the listener, so that every worker listens on the same address. Absent: plain exclusive binds.
+   */
+  readonly listenFd?: (host: string, port: number) => number;
   /** Metrics/access-log hooks of the HBONE inbound side (reporter=destination). */
   readonly events?: ConnEvents;
   /** Metrics/access-log hooks of the outbound entry (reporter=source). */
@@ -92,6 +107,10 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
 
   const native = loadRelayEngine(config, log);
   const counts = { splice: 0, js: 0 };
+  // live relays, so close() can stop them (a spliced connection's sockets belong to the addon, no
+  // listener tracks them any more) and liveConnections() can count the spliced ones
+  const relays = new Map<RelayHandle, Promise<RelayResult>>();
+  let liveSplices = 0;
   const relaySockets = (a: Socket, b: Socket): SocketRelay => {
     let resolve!: (r: RelayResult) => void;
     const done = new Promise<RelayResult>((r) => (resolve = r));
@@ -105,6 +124,13 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       handle = startJsRelay(a, b, resolve);
     }
     counts[handle.kind]++;
+    const spliced = handle.kind === 'splice';
+    if (spliced) liveSplices++;
+    relays.set(handle, done);
+    void done.then(() => {
+      relays.delete(handle);
+      if (spliced) liveSplices--;
+    });
     return { stats: () => handle.stats(), done };
   };
 
@@ -117,7 +143,8 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       relaySockets,
       observer: deps.outboundObserver,
     });
-    const bound = await socks5.listen(config.socks5Addr.host, config.socks5Addr.port);
+    const { host, port } = config.socks5Addr;
+    const bound = await socks5.listen(host, port, { fd: deps.listenFd?.(host, port) });
     log.info({ address: bound.text }, 'SOCKS5 outbound listener ready');
   }
 
@@ -141,7 +168,8 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
         if (open.has(ip)) continue;
         const id = identityOf(w);
         try {
-          const bound = await hbone.open({ ip, cert: () => certs.get(id) ?? certs.fetch(id) });
+          const fd = deps.listenFd?.(ip, INBOUND_HBONE_PORT);
+          const bound = await hbone.open({ ip, fd, cert: () => certs.get(id) ?? certs.fetch(id) });
           log.info({ address: bound.text, workload: `${w.namespace}/${w.name}` }, 'HBONE inbound listener ready');
         } catch (err) {
           log.error({ ip, workload: `${w.namespace}/${w.name}`, err: (err as Error).message }, 'cannot open HBONE listener');
@@ -172,14 +200,18 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     relayCounts: () => ({ ...counts }),
     async drain(): Promise<void> {
       unsubscribe();
-      await Promise.all([hbone.drain(), socks5?.listener.stopAccepting(), client.close()]);
+      // GOAWAY on every pooled connection now; client.close() settles only once their streams have
+      // ended, which is what the drain waits for (up to its deadline), so it is not awaited here
+      void client.close();
+      await Promise.all([hbone.drain(), socks5?.listener.stopAccepting()]);
     },
-    liveConnections: () => connections.size + (socks5?.listener.connectionCount ?? 0),
+    liveConnections: () => connections.size + (socks5?.listener.connectionCount ?? 0) + liveSplices,
     async close(): Promise<void> {
       unsubscribe();
       connections.closeAll('proxy shutting down');
       client.destroy();
-      await Promise.all([hbone.shutdown(), socks5?.listener.close()]);
+      const stopped = [...relays].map(([h, done]) => (h.stop(), done));
+      await Promise.all([hbone.shutdown(), socks5?.listener.close(), ...stopped]);
     },
   };
 }

@@ -43,6 +43,8 @@ export interface WorkloadListenerSpec {
   readonly ip: string;
   /** Default 15008; 0 picks a free port (tests). */
   readonly port?: number;
+  /** An already-listening socket for ip:port to adopt (SO_REUSEPORT in worker threads). */
+  readonly fd?: number;
   /** The workload's current certificate, asked for on every new connection (rotation). */
   readonly cert: () => WorkloadCert | Promise<WorkloadCert>;
 }
@@ -99,7 +101,7 @@ export class HboneServer<S extends WorkloadLookup> {
     const entry: OpenListener = { ip, listener };
     this.listeners.set(ip, entry);
     try {
-      return await listener.listen(ip, spec.port ?? INBOUND_HBONE_PORT);
+      return await listener.listen(ip, spec.port ?? INBOUND_HBONE_PORT, { fd: spec.fd });
     } catch (err) {
       this.listeners.delete(ip);
       throw err;

@@ -77,8 +77,9 @@ export class Socks5Server {
     this.listener = new Listener('socks5', server);
   }
 
-  listen(host: string, port: number): Promise<BoundAddress> {
-    return this.listener.listen(host, port);
+  /** `fd`: an already-listening socket to adopt (SO_REUSEPORT in worker threads). */
+  listen(host: string, port: number, opts: { fd?: number } = {}): Promise<BoundAddress> {
+    return this.listener.listen(host, port, opts);
   }
 
   private async resolve(dest: SocksDestination): Promise<string> {
