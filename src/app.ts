@@ -6,10 +6,16 @@
  * Start order, as ztunnel: readiness first (so a probe sees "not ready" rather than nothing), then
  * the snapshot and certificates, the data plane, then stats and admin. Readiness tasks:
  * `snapshot` (loaded), `certificates` (every local workload's first certificate issued), `proxy`
- * (HBONE listeners match the snapshot). The worker pool will add its own task.
+ * (HBONE listeners match the snapshot); with the worker pool, `proxy worker <n>` while a dead
+ * worker's replacement starts.
  *
- * Metrics: one ProxyMetrics (registry) for this thread, created here and passed down; see
- * src/metrics/registry.ts for how worker threads' registries will be merged into it.
+ * Data plane: startApp runs it on the main thread (in-process tests, the demo); startNodeApp (the
+ * `proxy` command) runs it in `config.numWorkerThreads` worker threads (src/workers/supervisor.ts)
+ * and falls back to the main thread, with a warning, when the addon that gives the workers their
+ * SO_REUSEPORT listeners cannot be loaded.
+ *
+ * Metrics: one ProxyMetrics (registry) for this thread, created here and passed down; with
+ * workers, each scrape merges the workers' registries into it (src/metrics/registry.ts).
  */
 import type { Config } from './config/config';
 import { startControlPlane, localIdentities, type ControlPlane } from './control-plane';
@@ -26,11 +32,24 @@ import { registerControlPlaneMetrics, registerPoolMetrics } from './metrics/cont
 import { ProxyMetrics } from './metrics/registry';
 import { metricsHandler } from './metrics/server';
 import { buildInfo } from './cli/version';
+import { loadNative } from './native/addon';
+import { WorkerPool } from './workers/supervisor';
+import type { LogLevels } from './admin/logging';
 
-export interface App {
+/** The part of the data plane the app drives, whichever thread runs it. */
+interface DataRunner {
+  addresses(): Map<string, BoundAddress>;
+  settled(): Promise<void>;
+  drain(): Promise<void>;
+  liveConnections(): number | Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface AppBase {
   readonly config: Config;
   readonly control: ControlPlane;
-  readonly data: DataPlane;
+  /** The data-plane listeners ("socks5", "hbone <ip>"), on whichever thread(s) they run. */
+  addresses(): Map<string, BoundAddress>;
   readonly metrics: ProxyMetrics;
   readonly readiness: Readiness;
   readonly observer: ConnObserver;
@@ -50,10 +69,32 @@ export interface App {
   readonly closed: Promise<void>;
 }
 
+/** Main-thread data plane (startApp). */
+export interface App extends AppBase {
+  readonly data: DataPlane;
+}
+
+/** Worker-thread data plane (startNodeApp): `pool` is null when it fell back to the main thread. */
+export interface NodeApp extends AppBase {
+  readonly data: DataPlane | null;
+  readonly pool: WorkerPool | null;
+}
+
+/** Runs the data plane on this thread (in-process tests, the demo). */
+export async function startApp(config: Config, logging: Logging): Promise<App> {
+  const app = await buildApp(config, logging, false);
+  return app as App;
+}
+
+/** Runs the data plane in worker threads (the `proxy` command); see the file comment for the fallback. */
+export function startNodeApp(config: Config, logging: Logging): Promise<NodeApp> {
+  return buildApp(config, logging, true);
+}
+
 /** How often a drain looks whether the last connection has gone (one timer at a time). */
 const DRAIN_POLL_MS = 50;
 
-export async function startApp(config: Config, logging: Logging): Promise<App> {
+async function buildApp(config: Config, logging: Logging, workers: boolean): Promise<NodeApp> {
   const log = logging.for('ztunnel');
   const version = buildInfo();
   const readiness = new Readiness();
@@ -87,22 +128,27 @@ export async function startApp(config: Config, logging: Logging): Promise<App> {
     clusterId: config.clusterId,
   });
 
-  let data: DataPlane;
+  let data: DataPlane | null = null;
+  let pool: WorkerPool | null = null;
   try {
-    data = await startDataPlane({
-      config,
-      store: control.store,
-      certs: control.certs,
-      log: logging.for('proxy'),
-      events: observer.inbound,
-      outboundObserver: observer.outbound,
-    });
+    pool = workers ? await startPool(config, control, logging, readiness) : null;
+    if (pool === null) {
+      data = await startDataPlane({
+        config,
+        store: control.store,
+        certs: control.certs,
+        log: logging.for('proxy'),
+        events: observer.inbound,
+        outboundObserver: observer.outbound,
+      });
+      registerPoolMetrics(metrics.registry, data.client);
+    }
   } catch (err) {
     control.close();
     await closeEndpoints();
     throw err;
   }
-  registerPoolMetrics(metrics.registry, data.client);
+  const runner: DataRunner = pool ?? data!;
 
   let shutdownStarted: Promise<void> | null = null;
   let closing: Promise<void> | null = null;
@@ -115,7 +161,7 @@ export async function startApp(config: Config, logging: Logging): Promise<App> {
     (closing ??= (async () => {
       readiness.markDraining();
       stopWatchingCerts();
-      await data.close();
+      await runner.close();
       control.close();
       await closeEndpoints();
       markClosed();
@@ -125,19 +171,19 @@ export async function startApp(config: Config, logging: Logging): Promise<App> {
     (shutdownStarted ??= (async () => {
       readiness.markDraining();
       const deadlineMs = config.terminationDeadlineMs;
-      log.info({ deadlineMs, connections: data.liveConnections() }, 'draining: stopped accepting, live connections may finish until the deadline');
-      await data.drain();
+      log.info({ deadlineMs, connections: await runner.liveConnections() }, 'draining: stopped accepting, live connections may finish until the deadline');
+      await runner.drain();
       const deadline = Date.now() + deadlineMs;
-      while (!forced && data.liveConnections() > 0 && Date.now() < deadline) {
+      while (!forced && (await runner.liveConnections()) > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now()))));
       }
-      const left = data.liveConnections();
+      const left = await runner.liveConnections();
       if (left > 0 && !forced) log.info({ connections: left }, 'drain deadline reached: closing the remaining connections');
       await closeAll();
     })());
 
   try {
-    endpoints.push(await startHttpEndpoint('stats', config.statsAddr, metricsHandler({ metrics }), onHttpError));
+    endpoints.push(await startHttpEndpoint('stats', config.statsAddr, metricsHandler({ metrics, others: pool ? () => pool.metrics() : undefined }), onHttpError));
     endpoints.push(
       await startHttpEndpoint(
         'admin',
@@ -151,7 +197,7 @@ export async function startApp(config: Config, logging: Logging): Promise<App> {
               connections: () => observer.connections(),
               version: { version: version.version, name: version.name, nodeVersion: version.node },
             }),
-          logging,
+          logging: pool ? forwardLevels(logging, pool) : logging,
           initialLog: { level: config.log.level, targets: config.log.targets },
           quit: () => {
             log.info('POST /quitquitquit: shutting down');
@@ -166,16 +212,18 @@ export async function startApp(config: Config, logging: Logging): Promise<App> {
     throw err;
   }
   const [readinessEp, statsEp, adminEp] = endpoints as [HttpEndpoint, HttpEndpoint, HttpEndpoint];
-  void data.settled().then(listenersUp);
+  void runner.settled().then(listenersUp);
 
   log.info(
-    { node: config.nodeName, mode: config.proxyMode, local: control.store.current.localWorkloads().length, admin: adminEp.address.text, stats: statsEp.address.text, readiness: readinessEp.address.text },
+    { node: config.nodeName, mode: config.proxyMode, workers: pool?.size ?? 0, local: control.store.current.localWorkloads().length, admin: adminEp.address.text, stats: statsEp.address.text, readiness: readinessEp.address.text },
     'proxy running',
   );
   return {
     config,
     control,
     data,
+    pool,
+    addresses: () => runner.addresses(),
     metrics,
     readiness,
     observer,
@@ -215,4 +263,30 @@ function watchLocalCerts(control: ControlPlane, done: () => void): () => void {
   };
   check();
   return stop;
+}
+
+/** The worker pool, or null (logged) when the addon that gives workers SO_REUSEPORT listeners is missing. */
+async function startPool(config: Config, control: ControlPlane, logging: Logging, readiness: Readiness): Promise<WorkerPool | null> {
+  const log = logging.for('ztunnel');
+  let native;
+  try {
+    native = loadNative();
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'native addon unavailable: no SO_REUSEPORT listeners for worker threads, running the data plane on the main thread');
+    return null;
+  }
+  const pool = await WorkerPool.start({ config, store: control.store, certs: control.certs, log, readiness, native });
+  log.info({ workers: pool.size }, 'data plane running in worker threads');
+  return pool;
+}
+
+/** POST /logging changes this thread's levels and every worker's. */
+function forwardLevels(logging: Logging, pool: WorkerPool): LogLevels {
+  return {
+    setLevels(level, targets = {}) {
+      logging.setLevels(level, targets);
+      pool.setLogLevels(level, targets);
+    },
+    levels: () => logging.levels(),
+  };
 }

@@ -5,12 +5,15 @@
  * not as an object graph cloned per worker; each worker decodes and indexes its own copy.
  * Certificates travel as WorkloadCert (PEM strings and dates).
  *
- * Status: the supervisor and worker entry that speak this protocol are not wired yet (the data
- * plane runs on the main thread today).
+ * Requests that want an answer (metrics, stats, drain, close) carry a requestId that the worker
+ * echoes in its 'reply'; the supervisor gives each a deadline, so a stuck worker cannot hang a
+ * scrape or a shutdown.
  */
 import type { Config } from '../config/config';
 import type { WorkloadCert } from '../identity/workload-cert';
 import type { Identity } from '../identity/spiffe';
+import type { LogLevelName } from '../logging/logger';
+import type { BoundAddress } from '../net/listener';
 
 export interface SnapshotMessage {
   readonly type: 'snapshot';
@@ -24,14 +27,32 @@ export type MainToWorker =
   | SnapshotMessage
   | { readonly type: 'cert'; readonly cert: WorkloadCert }
   | { readonly type: 'forget-cert'; readonly identity: Identity }
-  | { readonly type: 'drain' }
-  | { readonly type: 'metrics'; readonly requestId: number };
+  | { readonly type: 'log-levels'; readonly level: LogLevelName | null; readonly targets: Readonly<Record<string, LogLevelName>> }
+  | { readonly type: 'request'; readonly requestId: number; readonly what: WorkerRequest };
+
+/**
+ * metrics → the worker registry's getMetricsAsJSON(); stats → WorkerStats; drain → null once its
+ * listeners stopped accepting (live connections go on); close → null once everything is cut.
+ */
+export type WorkerRequest = 'metrics' | 'stats' | 'drain' | 'close';
+
+/** One worker's counters, for the supervisor's tests and diagnostics. */
+export interface WorkerStats {
+  readonly workerId: number;
+  /** Live connections: inbound tunnels + SOCKS5 clients. */
+  readonly live: number;
+  /** Socket↔socket relays started so far, by engine (one per relayed connection). */
+  readonly relays: { readonly splice: number; readonly js: number };
+}
+
+/** The data-plane addresses a worker listens on ("socks5", "hbone <ip>"), as [key, address] pairs. */
+export type AddressList = ReadonlyArray<readonly [string, BoundAddress]>;
 
 export type WorkerToMain =
-  | { readonly type: 'ready'; readonly workerId: number }
-  | { readonly type: 'snapshot-applied'; readonly workerId: number; readonly version: number }
-  | { readonly type: 'error'; readonly workerId: number; readonly code: string; readonly message: string }
-  | { readonly type: 'metrics'; readonly requestId: number; readonly metrics: unknown };
+  | { readonly type: 'ready'; readonly workerId: number; readonly version: number; readonly addresses: AddressList }
+  | { readonly type: 'snapshot-applied'; readonly workerId: number; readonly version: number; readonly addresses: AddressList }
+  | { readonly type: 'error'; readonly workerId: number; readonly code: string; readonly message: string; readonly fatal: boolean }
+  | { readonly type: 'reply'; readonly requestId: number; readonly value: unknown; readonly error: string | null };
 
 /** Copies encoded snapshot bytes into one SharedArrayBuffer for every worker. */
 export function snapshotMessage(version: number, encoded: Uint8Array): SnapshotMessage {
