@@ -1,14 +1,14 @@
 /**
  * `ztunnel-ts proxy`: parse the config (every bad variable reported, exit 1 before anything is
- * bound), start the app, run until SIGTERM/SIGINT or POST /quitquitquit, drain, exit 0. A signal
- * during the drain cuts every connection at once and exits 1.
+ * bound), start the app (data plane in worker threads), run until SIGTERM/SIGINT or POST
+ * /quitquitquit, drain, exit 0. A signal during the drain cuts every connection at once and exits 1.
  */
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../config/issues';
 import { parseConfig, type Config } from '../config/config';
 import { isProxyError } from '../errors';
 import { Logging } from '../logging/logger';
-import { startApp } from '../app';
+import { startNodeApp } from '../app';
 import { EXIT_INVALID, EXIT_OK, type CliIo } from './io';
 
 export interface ProcessHooks {
@@ -31,7 +31,7 @@ export async function proxyCommand(io: CliIo, hooks: ProcessHooks): Promise<numb
   const log = logging.for('ztunnel');
   let app;
   try {
-    app = await startApp(config, logging);
+    app = await startNodeApp(config, logging);
   } catch (err) {
     if (isProxyError(err)) {
       log.error({ code: err.code }, err.message);

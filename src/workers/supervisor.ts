@@ -280,8 +280,9 @@ export class WorkerPool {
     if (this.stopping) return;
     const err = slot.lastError;
     if (this.fatal) {
-      // a worker that cannot start is a start failure of the proxy (e.g. its address is in use), as in main-thread mode
-      if (!(err instanceof ProxyError)) this.fatal(new ProxyError('ERR_WORKER_EXITED', `proxy worker ${slot.index} exited with code ${code} while starting: ${err?.message ?? 'no error reported'}`));
+      // a worker that cannot start is a start failure of the proxy (e.g. its address is in use), as in
+      // main-thread mode; when its own fatal report came first, that one already settled the start
+      this.fatal(new ProxyError('ERR_WORKER_EXITED', `proxy worker ${slot.index} exited with code ${code} while starting: ${err?.message ?? 'no error reported'}`));
       return;
     }
     if (Date.now() - slot.startedAt > HEALTHY_AFTER_MS) slot.failures = 0;
