@@ -12,7 +12,7 @@ import { pathOf, queryOf, send, type HttpHandler } from './http';
 import { changeLogLevel, LOGGING_HELP, type LogLevels } from './logging';
 
 export interface AdminDeps {
-  configDump(): Record<string, unknown>;
+  configDump(): Record<string, unknown> | Promise<Record<string, unknown>>;
   readonly logging: LogLevels;
   /** The filter the process started with (for `POST /logging?reset`). */
   readonly initialLog: LogFilter;
@@ -25,7 +25,7 @@ export interface AdminDeps {
 interface Route {
   readonly method: 'GET' | 'POST';
   readonly help: string;
-  handle(req: IncomingMessage, res: ServerResponse): void;
+  handle(req: IncomingMessage, res: ServerResponse): void | Promise<void>;
 }
 
 export function adminHandler(deps: AdminDeps): HttpHandler {
@@ -34,7 +34,7 @@ export function adminHandler(deps: AdminDeps): HttpHandler {
     '/config_dump': {
       method: 'GET',
       help: 'dump the current ztunnel configuration (workloads, services, policies, certificates, config, connections)',
-      handle: (_q, res) => send(res, 200, `${JSON.stringify(deps.configDump(), null, 2)}\n`, { 'content-type': 'application/json' }),
+      handle: async (_q, res) => send(res, 200, `${JSON.stringify(await deps.configDump(), null, 2)}\n`, { 'content-type': 'application/json' }),
     },
     '/logging': {
       method: 'POST',
@@ -68,6 +68,6 @@ export function adminHandler(deps: AdminDeps): HttpHandler {
       const extra = path === '/logging' ? LOGGING_HELP : '';
       return send(res, 405, `Invalid HTTP method ${req.method ?? ''} for ${path}: use ${route.method}\n${extra}\n${listing()}`, { allow: route.method });
     }
-    route.handle(req, res);
+    return route.handle(req, res);
   };
 }

@@ -31,11 +31,17 @@ export interface CertsDump {
   readonly rootCerts: CertDump[];
 }
 
+export interface ConnectionsDump {
+  readonly inbound: readonly ConnectionDump[];
+  readonly outbound: readonly ConnectionDump[];
+}
+
 export interface ConfigDumpSources {
   readonly config: Config;
   snapshot(): Snapshot;
   certs(): readonly CertStatus[];
-  connections(): { inbound: ConnectionDump[]; outbound: ConnectionDump[] };
+  /** Live connections; a promise when they are gathered from worker threads. */
+  connections(): ConnectionsDump | Promise<ConnectionsDump>;
   readonly version: Readonly<Record<string, string>>;
 }
 
@@ -73,7 +79,8 @@ function byKey<T>(key: (t: T) => string): (a: T, b: T) => number {
   };
 }
 
-export function buildConfigDump(src: ConfigDumpSources): Record<string, unknown> {
+export async function buildConfigDump(src: ConfigDumpSources): Promise<Record<string, unknown>> {
+  const connections = await src.connections();
   const snap = src.snapshot();
   const workloads = [...snap.doc.workloads].sort(byKey((w) => w.uid));
   const services = [...snap.doc.services].sort(byKey((s) => s.hostname)).map((s) => {
@@ -91,6 +98,6 @@ export function buildConfigDump(src: ConfigDumpSources): Record<string, unknown>
     config: toConfigDump(src.config),
     version: { ...src.version },
     snapshotVersion: snap.version,
-    connections: src.connections(),
+    connections,
   };
 }
