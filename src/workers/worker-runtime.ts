@@ -19,6 +19,8 @@ import { ConnObserver } from '../metrics/conn-observer';
 import { registerPoolMetrics } from '../metrics/control-plane';
 import { ProxyMetrics } from '../metrics/registry';
 import { loadNative } from '../native/addon';
+import { ProxyError } from '../errors';
+import { joinHostPort } from '../net/ip';
 import { CertMirror } from './cert-mirror';
 import type { AddressList, MainToWorker, WorkerRequest, WorkerToMain } from './protocol';
 import { SnapshotMirror } from './snapshot-mirror';
@@ -125,7 +127,14 @@ async function start(config: Config, logging: Logging, mirror: SnapshotMirror, c
     log: logging.for('proxy'),
     events: observer.inbound,
     outboundObserver: observer.outbound,
-    listenFd: (host, port) => native.listen({ host, port, backlog: 511, reusePort: true }).fd,
+    listenFd: (host, port) => {
+      try {
+        return native.listen({ host, port, backlog: 511, reusePort: true }).fd;
+      } catch (err) {
+        // the same error as a main-thread bind (src/net/listener.ts), so operators see one message
+        throw new ProxyError('ERR_LISTEN', `cannot listen on ${joinHostPort(host, port)} (SO_REUSEPORT): ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+      }
+    },
   });
   registerPoolMetrics(metrics.registry, data.client);
   return { data, metrics };

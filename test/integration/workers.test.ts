@@ -121,6 +121,33 @@ t.before(async () => {
 });
 t.teardown(() => void echo.close());
 
+t.test('a worker that cannot bind fails the start, like the main-thread data plane', async (t) => {
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, PROXY, r));
+  t.teardown(() => void busy.close());
+  const port = (busy.address() as { port: number }).port;
+  const config = parseConfig(
+    {
+      NODE_NAME: 'node-w',
+      LOCAL_XDS_PATH: snapshotPath,
+      LOCAL_CA_DIR: join(dir, 'ca'),
+      UNSTABLE_ENABLE_SOCKS5: 'true',
+      ZTUNNEL_SOCKS5_ADDR: `${PROXY}:${port}`,
+      ZTUNNEL_ADMIN_ADDR: `${PROXY}:0`,
+      ZTUNNEL_STATS_ADDR: `${PROXY}:0`,
+      ZTUNNEL_READINESS_ADDR: `${PROXY}:0`,
+      ZTUNNEL_WORKER_THREADS: '2',
+      LOG_LEVEL: 'off',
+    },
+    { logicalCpus: 2 },
+  );
+  // the workers are terminated on the way out: a leftover thread would keep this file from ending
+  await t.rejects(startNodeApp(config, new Logging({ ...config.log, destination: { write: () => undefined } })), {
+    code: 'ERR_LISTEN',
+    message: new RegExp(`proxy worker \\d could not start: cannot listen on ${PROXY.replace(/\./g, '\\.')}:${port} .*EADDRINUSE`),
+  });
+});
+
 for (const nativeRelay of [true, false]) {
   t.test(`two workers behind one SOCKS5 address (${nativeRelay ? 'splice' : 'JS'} relay)`, (t) => twoWorkers(t, nativeRelay));
 }
