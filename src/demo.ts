@@ -43,7 +43,19 @@ const CASES: readonly Case[] = [
 
 async function main(): Promise<number> {
   const lines: Record<string, unknown>[] = [];
-  const config = parseConfig({ UNSTABLE_ENABLE_SOCKS5: 'true', ZTUNNEL_SOCKS5_ADDR: '127.0.0.1:0', LOG_FORMAT: 'json', LOG_LEVEL: 'debug' }, { logicalCpus: availableParallelism() });
+  // every node-level listener on a free port, so the demo never collides with a running proxy
+  const config = parseConfig(
+    {
+      UNSTABLE_ENABLE_SOCKS5: 'true',
+      ZTUNNEL_SOCKS5_ADDR: '127.0.0.1:0',
+      ZTUNNEL_ADMIN_ADDR: '127.0.0.1:0',
+      ZTUNNEL_STATS_ADDR: '127.0.0.1:0',
+      ZTUNNEL_READINESS_ADDR: '127.0.0.1:0',
+      LOG_FORMAT: 'json',
+      LOG_LEVEL: 'debug',
+    },
+    { logicalCpus: availableParallelism() },
+  );
   const logging = new Logging({ ...config.log, destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
   const servers = await Promise.all([app('echo', ECHO, 8080), app('legacy', PLAIN, 9090), app('outside', OUTSIDE, 7070)]);
   const proxy = await startApp(config, logging);
