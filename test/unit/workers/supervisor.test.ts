@@ -1,0 +1,129 @@
+/**
+ * WorkerPool against scripted fake workers (small CommonJS files that speak the protocol), so the
+ * supervisor's own rules are checked without a data plane: what reaches the workers (init,
+ * snapshot swaps, certificates, forgotten identities, log levels), a metrics request that misses
+ * its deadline, and a crashed worker that is logged, replaced with backoff and reported to
+ * readiness while its slot is empty.
+ */
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Config } from '../../../src/config/config';
+import type { CertStatus } from '../../../src/identity/cert-manager';
+import type { WorkloadCert } from '../../../src/identity/workload-cert';
+import { Logging } from '../../../src/logging/logger';
+import type { NativeApi } from '../../../src/native/addon';
+import { Readiness } from '../../../src/admin/readiness';
+import { SnapshotStore } from '../../../src/state/store';
+import { WorkerPool } from '../../../src/workers/supervisor';
+
+const dir = mkdtempSync(join(tmpdir(), 'ztunnel-supervisor-'));
+
+/** A fake worker: answers init with ready, acks snapshots, reports every message it saw in 'stats'. */
+function fakeWorker(name: string, opts: { silentMetrics?: boolean; crashOn?: string } = {}): string {
+  const file = join(dir, `${name}.js`);
+  writeFileSync(
+    file,
+    `const { parentPort } = require('node:worker_threads');
+let id = -1;
+const seen = [];
+const reply = (requestId, value) => parentPort.postMessage({ type: 'reply', requestId, value, error: null });
+parentPort.on('message', (m) => {
+  seen.push(m.type === 'snapshot' ? 'snapshot ' + m.version : m.type === 'cert' ? 'cert ' + m.cert.serial
+    : m.type === 'forget-cert' ? 'forget ' + m.identity.serviceAccount : m.type === 'request' ? m.what
+    : m.type === 'init' ? 'init v' + m.snapshot.version + ' certs ' + m.certs.map((c) => c.serial).join(',') : m.type);
+  if (m.type === ${JSON.stringify(opts.crashOn ?? '')}) throw new Error('scripted crash on ' + m.type);
+  if (m.type === 'init') {
+    id = m.workerId;
+    parentPort.postMessage({ type: 'ready', workerId: id, version: m.snapshot.version, addresses: [['socks5', { host: '127.0.0.1', port: 1, text: '127.0.0.1:1' }]] });
+  } else if (m.type === 'snapshot') {
+    parentPort.postMessage({ type: 'snapshot-applied', workerId: id, version: m.version, addresses: [] });
+  } else if (m.type === 'request') {
+    if (m.what === 'metrics' && ${opts.silentMetrics === true} && id === 1) return;
+    if (m.what === 'metrics') reply(m.requestId, [{ name: 'fake_total', help: 'h', type: 'counter', values: [{ value: id + 1, labels: {} }], aggregator: 'sum' }]);
+    else if (m.what === 'stats') reply(m.requestId, { workerId: id, live: id, relays: { splice: 0, js: 0 }, seen });
+    else reply(m.requestId, null);
+  }
+});
+`,
+  );
+  return file;
+}
+
+const yaml = (names: string[]): string =>
+  JSON.stringify({ workloads: names.map((n, i) => ({ uid: `u/${n}`, name: n, namespace: 'ns', serviceAccount: n, workloadIps: [`10.0.0.${i + 1}`], node: 'me' })) });
+
+function setup(entry: string, opts: { requestTimeoutMs?: number } = {}) {
+  const lines: Record<string, unknown>[] = [];
+  const logging = new Logging({ format: 'json', level: 'info', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
+  const store = new SnapshotStore({ nodeName: 'me', trustDomain: 'cluster.local', logger: logging.for('state') });
+  store.loadText(yaml(['a', 'b']), 'test');
+  const certListeners: Array<(c: WorkloadCert) => void> = [];
+  const cert = (serial: string): WorkloadCert => ({
+    identity: { trustDomain: 'cluster.local', namespace: 'ns', serviceAccount: 'a' },
+    certPem: '', keyPem: '', chainPem: [], rootsPem: [], serial, notBefore: new Date(0), notAfter: new Date(8.64e15),
+  });
+  const certs = {
+    subscribe: (fn: (c: WorkloadCert) => void) => (certListeners.push(fn), () => undefined),
+    states: () => [{ cert: cert('01') } as unknown as CertStatus],
+    issue: (serial: string) => certListeners.forEach((fn) => fn(cert(serial))),
+  };
+  const readiness = new Readiness();
+  const native = { listen: () => t.fail('no port 0 to pick'), close: () => undefined } as unknown as NativeApi;
+  const config = { numWorkerThreads: 2, socks5Addr: null, log: { format: 'json', level: 'info' } } as unknown as Config;
+  const start = () =>
+    WorkerPool.start({
+      config, store, certs, log: logging.for('ztunnel'), readiness, native, entry,
+      requestTimeoutMs: opts.requestTimeoutMs, restartBackoffMs: { initial: 20, max: 100 },
+    });
+  return { lines, store, certs, readiness, start };
+}
+
+const seenBy = async (pool: WorkerPool): Promise<string[][]> =>
+  (await pool.stats()).sort((a, b) => a.workerId - b.workerId).map((s) => (s as unknown as { seen: string[] }).seen);
+
+t.test('every worker gets init, each snapshot swap, each certificate and each forgotten identity', async (t) => {
+  const { store, certs, start } = setup(fakeWorker('plain'));
+  const pool = await start();
+  t.teardown(() => pool.close());
+  t.equal(pool.readyCount(), 2);
+  t.same([...pool.addresses().keys()], ['socks5'], 'addresses come from the workers');
+  const v1 = store.current.version;
+  store.loadText(yaml(['a']), 'test'); // b left the node: its identity is forgotten
+  certs.issue('02');
+  pool.setLogLevels('debug', {});
+  await pool.settled();
+  const v2 = store.current.version;
+  for (const seen of await seenBy(pool)) {
+    t.same(seen, [`init v${v1} certs 01`, `snapshot ${v2}`, 'forget b', 'cert 02', 'log-levels', 'stats']);
+  }
+});
+
+t.test('a worker that misses the metrics deadline is left out of the scrape, and logged', async (t) => {
+  const { lines, start } = setup(fakeWorker('silent', { silentMetrics: true }), { requestTimeoutMs: 50 });
+  const pool = await start();
+  t.teardown(() => pool.close());
+  const answers = await pool.metrics();
+  t.same(answers.map((m) => m[0]?.values[0]?.value), [1], 'only worker 0 answered');
+  t.ok(lines.some((l) => l['msg'] === 'worker metrics left out of this scrape' && l['worker'] === 1 && /did not answer "metrics" within 50 ms/.test(String(l['err']))));
+});
+
+t.test('a crashed worker is logged with its error, replaced, and readiness reports the gap', async (t) => {
+  const { lines, readiness, start } = setup(fakeWorker('crash', { crashOn: 'log-levels' }));
+  const pool = await start();
+  t.teardown(() => pool.close());
+  const tasks: string[] = [];
+  const register = readiness.register.bind(readiness);
+  readiness.register = (task: string) => (tasks.push(task), register(task));
+  pool.setLogLevels('debug', {}); // both workers crash on it
+  // bounded wait: the replacements come up after 20 ms of backoff
+  for (let i = 0; i < 200 && !(tasks.length === 2 && pool.readyCount() === 2 && readiness.ready()); i++) await new Promise((r) => setTimeout(r, 10));
+  t.same(tasks.sort(), ['proxy worker 0', 'proxy worker 1'], 'one readiness task per empty slot');
+  t.equal(pool.readyCount(), 2, 'both slots have a new worker');
+  t.ok(readiness.ready(), 'the gap tasks are done once the replacements listen');
+  const deaths = lines.filter((l) => l['msg'] === 'proxy worker died; replacing it');
+  t.equal(deaths.length, 2);
+  t.match(deaths[0], { err: /scripted crash on log-levels/, restartInMs: 20 });
+  t.same((await seenBy(pool)).map((s) => s[0]), ['init v1 certs 01', 'init v1 certs 01'], 'the replacements start from the current snapshot');
+});
