@@ -4,7 +4,9 @@
  * destination. Checks that the kernel spreads connections over both workers (per-worker relay
  * counters), that killing one worker leaves the other's live connections moving bytes (sha256)
  * while the replacement starts and readiness reports the gap, that the replacement serves new
- * connections, that config_dump shows the thread count, and that /metrics merges both workers.
+ * connections, that config_dump shows the thread count, that /metrics merges both workers, that
+ * a snapshot swap reaches every worker (new listener, certificate, tunnel), and that a worker that
+ * cannot bind fails the start. Both relay engines run every case but the kill (see KNOWN BUG).
  */
 import t, { type Test as Tap } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
