@@ -194,7 +194,7 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
               config,
               snapshot: () => control.store.current,
               certs: () => control.certs.states(),
-              connections: () => observer.connections(),
+              connections: pool ? () => pool.connections() : () => observer.connections(),
               version: { version: version.version, name: version.name, nodeVersion: version.node },
             }),
           logging: pool ? forwardLevels(logging, pool) : logging,

@@ -31,10 +31,11 @@ export type MainToWorker =
   | { readonly type: 'request'; readonly requestId: number; readonly what: WorkerRequest };
 
 /**
- * metrics → the worker registry's getMetricsAsJSON(); stats → WorkerStats; drain → null once its
- * listeners stopped accepting (live connections go on); close → null once everything is cut.
+ * metrics → the worker registry's getMetricsAsJSON(); stats → WorkerStats; connections → its live
+ * connections as /config_dump lists them (ConnectionsDump); drain → null once its listeners
+ * stopped accepting (live connections go on); close → null once everything is cut.
  */
-export type WorkerRequest = 'metrics' | 'stats' | 'drain' | 'close';
+export type WorkerRequest = 'metrics' | 'stats' | 'connections' | 'drain' | 'close';
 
 /** One worker's counters, for the supervisor's tests and diagnostics. */
 export interface WorkerStats {

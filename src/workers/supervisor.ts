@@ -25,6 +25,8 @@ import type { CertManager } from '../identity/cert-manager';
 import type { Identity } from '../identity/spiffe';
 import type { LogLevelName } from '../logging/logger';
 import type { MetricsJson } from '../metrics/registry';
+import type { ConnectionDump } from '../metrics/conn-observer';
+import type { ConnectionsDump } from '../admin/config-dump';
 import type { NativeApi } from '../native/addon';
 import type { BoundAddress } from '../net/listener';
 import { encodeDoc } from '../state/doc-bytes';
@@ -169,6 +171,18 @@ export class WorkerPool {
   async stats(): Promise<WorkerStats[]> {
     const answers = await Promise.all(this.readySlots().map((s) => this.request<WorkerStats>(s, 'stats').catch(() => null)));
     return answers.filter((a): a is WorkerStats => a !== null);
+  }
+
+  /** Every ready worker's live connections, for /config_dump (a worker that does not answer in time is left out). */
+  async connections(): Promise<ConnectionsDump> {
+    const answers = await Promise.all(this.readySlots().map((s) => this.request<ConnectionsDump>(s, 'connections').catch(() => null)));
+    const out = { inbound: [] as ConnectionDump[], outbound: [] as ConnectionDump[] };
+    for (const a of answers) {
+      if (a === null) continue;
+      out.inbound.push(...a.inbound);
+      out.outbound.push(...a.outbound);
+    }
+    return out;
   }
 
   async liveConnections(): Promise<number> {

@@ -31,6 +31,7 @@ const CERT_WAIT_MS = 10_000;
 interface Running {
   readonly data: DataPlane;
   readonly metrics: ProxyMetrics;
+  readonly observer: ConnObserver;
 }
 
 /** The port is `parentPort` in a real worker; tests may pass one end of a MessageChannel. */
@@ -71,9 +72,10 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
   const answer = async (requestId: number, what: WorkerRequest): Promise<void> => {
     try {
       if (started === null) throw new Error('worker not initialised');
-      const { data, metrics } = await started;
+      const { data, metrics, observer } = await started;
       let value: unknown = null;
       if (what === 'metrics') value = await metrics.json();
+      else if (what === 'connections') value = observer.connections();
       else if (what === 'stats') value = { workerId, live: data.liveConnections(), relays: data.relayCounts() };
       else if (what === 'drain') await data.drain();
       else if (what === 'close') await data.close();
@@ -137,5 +139,5 @@ async function start(config: Config, logging: Logging, mirror: SnapshotMirror, c
     },
   });
   registerPoolMetrics(metrics.registry, data.client);
-  return { data, metrics };
+  return { data, metrics, observer };
 }

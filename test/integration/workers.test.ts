@@ -214,6 +214,9 @@ async function twoWorkers(t: Tap, nativeRelay: boolean): Promise<void> {
     const merged = parseProm((await get(app.servers.stats, '/metrics')).body);
     t.equal(sumOf(merged, 'istio_tcp_connections_opened_total', { reporter: 'source' }), 200, 'the merged scrape counts both workers');
     t.equal(sumOf(merged, 'istio_tcp_sockets_open', { reporter: 'source' }), 200);
+    const dump = JSON.parse((await get(app.servers.admin, '/config_dump')).body) as { connections: { inbound: unknown[]; outbound: Array<{ src: string; actualDst: string }> } };
+    t.equal(dump.connections.outbound.length, 200, 'config_dump lists the connections of both workers');
+    t.ok(dump.connections.outbound.every((c) => c.src.startsWith(`${CLIENT}:`) && c.actualDst === `${ECHO}:${echoPort}`));
     t.ok(sumOf(merged, 'process_resident_memory_bytes') > 0 || sumOf(merged, 'process_cpu_seconds_total') > 0, 'process metrics come from the main thread');
   });
 
