@@ -249,8 +249,7 @@ async function twoWorkers(t: Tap, nativeRelay: boolean): Promise<void> {
   // the whole process (the relay completion is delivered into a terminated environment and
   // node-addon-api's failed throw is fatal). Until the addon swallows that case, the kill runs on
   // the JS relay path only.
-  const skip = nativeRelay ? 'native addon aborts the process when a worker with live splice relays is terminated' : false;
-  t.test('a dead worker is replaced; the other one keeps its connections', { skip }, async (t) => {
+  t.test('a dead worker is replaced; the other one keeps its connections', async (t) => {
     const live = (await pool.stats()).sort((a, b) => a.workerId - b.workerId).map((s) => s.live);
     t.ok(live[0]! > 0 && live[1]! > 0, `both workers hold live connections (${live.join(', ')})`);
     const victim = 0;
