@@ -95,6 +95,7 @@ main().then(
   (code) => (process.exitCode = code),
   (err: unknown) => {
     process.stderr.write(`demo failed: ${(err as Error).stack ?? String(err)}\n`);
-    process.exitCode = 1;
+    // servers started before the failure would keep the process alive: this is an entry script, exit
+    process.exit(1);
   },
 );

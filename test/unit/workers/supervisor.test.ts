@@ -117,8 +117,10 @@ t.test('a crashed worker is logged with its error, replaced, and readiness repor
   const register = readiness.register.bind(readiness);
   readiness.register = (task: string) => (tasks.push(task), register(task));
   pool.setLogLevels('debug', {}); // both workers crash on it
-  // bounded wait: the replacements come up after 20 ms of backoff
-  for (let i = 0; i < 200 && !(tasks.length === 2 && pool.readyCount() === 2 && readiness.ready()); i++) await new Promise((r) => setTimeout(r, 10));
+  // the replacements come up after 20 ms of backoff plus a thread start, which under a loaded
+  // CI machine can take seconds: wait for the condition, bounded only as a safety net (30 s)
+  const until = Date.now() + 30_000;
+  while (!(tasks.length === 2 && pool.readyCount() === 2 && readiness.ready()) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
   t.same(tasks.sort(), ['proxy worker 0', 'proxy worker 1'], 'one readiness task per empty slot');
   t.equal(pool.readyCount(), 2, 'both slots have a new worker');
   t.ok(readiness.ready(), 'the gap tasks are done once the replacements listen');
