@@ -18,6 +18,7 @@ import { runCli } from '../../src/cli/run';
 import { socksConnect } from '../../src/proxy/socks5-client';
 import { loopbackBlock } from '../helpers/loopback';
 import { parseProm, sumOf } from '../helpers/prom-text';
+import { eventually } from '../helpers/eventually';
 
 const net = loopbackBlock(8, 2);
 const CLIENT = net.ip(1);
@@ -67,14 +68,6 @@ async function getText(addr: { text: string } | string, path: string): Promise<{
   return { status: res.status, body: await res.text() };
 }
 
-/** Bounded retry (200 × 25 ms); the assertions that matter come after it. */
-async function eventually(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await Promise.resolve().then(check).catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 /** Collects what comes back; resolves once the far end has closed, with the bytes and how it ended. */
 function collect(s: Socket): { hash: ReturnType<typeof createHash>; bytes: () => number; closed: Promise<{ error: string | null; farEnd: boolean }> } {

@@ -20,6 +20,7 @@ import { startApp, type App } from '../../src/app';
 import { socksConnect, SocksError } from '../../src/proxy/socks5-client';
 import { loopbackBlock } from '../helpers/loopback';
 import { parseProm, select, sumOf, type Sample } from '../helpers/prom-text';
+import { eventually } from '../helpers/eventually';
 
 const net = loopbackBlock(8, 1);
 const CLIENT = net.ip(1);
@@ -101,14 +102,6 @@ async function scrape(n: Node): Promise<Sample[]> {
   return parseProm(r.body.toString());
 }
 
-/** Retries `check` until it holds (bounded: 200 tries, 25 ms apart); the assertions come after. */
-async function eventually(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 /** Writes `bytes` and reads exactly as many back (the far end echoes). */
 async function exchange(s: Socket, bytes: number): Promise<void> {

@@ -23,6 +23,7 @@ import { socksConnect } from '../../src/proxy/socks5-client';
 import type { WorkerPool } from '../../src/workers/supervisor';
 import { loopbackBlock } from '../helpers/loopback';
 import { parseProm, sumOf } from '../helpers/prom-text';
+import { eventually } from '../helpers/eventually';
 
 const net = loopbackBlock(9, 1);
 const CLIENT = net.ip(1);
@@ -49,14 +50,6 @@ function get(addr: { host: string; port: number }, path: string): Promise<{ stat
   });
 }
 
-/** Retries `check` until it holds (bounded: 400 tries, 25 ms apart); the assertions come after. */
-async function eventually(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 /** Sends `payload` and resolves with the sha256 of what the echo sends back (same length). */
 function echoHash(s: Socket, payload: Buffer): Promise<string> {
