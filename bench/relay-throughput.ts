@@ -169,7 +169,7 @@ async function main(): Promise<void> {
   }));
 
   const servers: ChildProcess[] = [];
-  const closers: Array<() => Promise<unknown> | void> = [() => servers.forEach((s) => s.kill())];
+  const closers: Array<() => Promise<unknown> | void> = [];
   try {
     await Promise.all([DIRECT_SERVER, ...pairs.map((p) => p.server)].map((ip) => startIperfServer(ip, servers)));
     const direct = { host: DIRECT_SERVER, port: IPERF_PORT };
@@ -235,7 +235,10 @@ async function main(): Promise<void> {
     }
     console.log(`\nload average at the end: ${result.loadavg.map((x) => x.toFixed(1)).join(' ')}; results: ${file}`);
   } finally {
-    for (const c of closers.reverse()) await c();
+    // iperf3 servers first: they are separate processes and must not outlive the bench even if a
+    // proxy's close() never settles (the process then exits with an empty event loop)
+    servers.forEach((s) => s.kill());
+    for (const c of closers.reverse()) await Promise.race([c(), new Promise((r) => setTimeout(r, 5000).unref())]);
   }
 }
 
