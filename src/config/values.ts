@@ -2,7 +2,7 @@
  * Parsers for single environment values. Each returns the value or throws ValueError whose
  * `expected` finishes the operator-facing sentence "VAR="x": expected ...".
  */
-import { joinHostPort, normalizeIp, splitHostPort } from '../net/ip';
+import { isLoopbackIp, joinHostPort, normalizeIp, splitHostPort } from '../net/ip';
 import { formatSpiffe, tryParseSpiffe } from '../identity/spiffe';
 import { ValueError } from './issues';
 
@@ -54,7 +54,7 @@ export function formatListenAddr(a: ListenAddr): string {
 
 export function isLoopbackHost(host: string): boolean {
   const n = normalizeIp(host);
-  return n !== null && (n === '::1' || /^127\./.test(n));
+  return n !== null && isLoopbackIp(n);
 }
 
 /**

@@ -124,6 +124,22 @@ export function parseCidr(s: string): ParsedCidr {
   return { address: formatIpv6(masked), prefixLen, family };
 }
 
+/** 127.0.0.0/8 or ::1, for an address already in normal form (normalizeIp). */
+export function isLoopbackIp(ip: string): boolean {
+  return ip === '::1' || ip.startsWith('127.');
+}
+
+/**
+ * Node mode's source-address rule, for both the outbound HBONE leg and the inbound app leg: on
+ * loopback every pod IP is a local address on this host, so binding the client pod's IP lets the
+ * peer see the real source (what in-pod ztunnel achieves with IP_TRANSPARENT, and what sourceIps
+ * policies match). A non-loopback target cannot be reached from a loopback source, so then the OS
+ * picks (undefined).
+ */
+export function loopbackSourceFor(srcIp: string, targetIp: string): string | undefined {
+  return isLoopbackIp(srcIp) && isLoopbackIp(targetIp) ? srcIp : undefined;
+}
+
 /** Splits "host:port" / "[v6]:port" into parts; null when malformed. Port range 0..65535. */
 export function splitHostPort(s: string): { host: string; port: number } | null {
   if (typeof s !== 'string') return null;

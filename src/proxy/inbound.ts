@@ -16,7 +16,7 @@ import * as http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { ProxyError } from '../errors';
 import { formatSpiffe, type Identity } from '../identity/spiffe';
-import { joinHostPort } from '../net/ip';
+import { joinHostPort, loopbackSourceFor } from '../net/ip';
 import { SELF_PORTS } from '../config/ports';
 import type { ConnInfo, Decision } from '../authz/types';
 import type { Workload } from '../state/model';
@@ -94,7 +94,7 @@ export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 export function tcpConnect(timeoutMs = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS): UpstreamConnect {
   return (target, conn) =>
     new Promise((resolve, reject) => {
-      const localAddress = isLoopback(conn.srcIp) && isLoopback(target.ip) ? conn.srcIp : undefined;
+      const localAddress = loopbackSourceFor(conn.srcIp, target.ip);
       const socket = net.connect({ host: target.ip, port: target.port, localAddress, allowHalfOpen: true, noDelay: true });
       const where = joinHostPort(target.ip, target.port);
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -109,10 +109,6 @@ export function tcpConnect(timeoutMs = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS): Ups
         resolve(socket);
       });
     });
-}
-
-function isLoopback(ip: string): boolean {
-  return ip.startsWith('127.') || ip === '::1';
 }
 
 function ignore(): void {}

@@ -11,7 +11,7 @@ import type { Identity } from '../identity/spiffe';
 import type { PortMap, Service, Workload } from '../state/model';
 import { resourceKey } from '../state/model';
 import { INBOUND_HBONE_PORT, SELF_PORTS } from '../config/ports';
-import { ipFamily, joinHostPort, normalizeIp } from '../net/ip';
+import { ipFamily, isLoopbackIp, joinHostPort, normalizeIp } from '../net/ip';
 
 /** The lookups the plan needs from a snapshot (src/state/snapshot.ts satisfies it). */
 export interface PlanSnapshot {
@@ -50,10 +50,6 @@ export type OutboundPlan =
 export interface PlanOptions {
   /** A number in [0, 1): the weighted endpoint pick. Math.random in production, fixed in tests. */
   readonly random: () => number;
-}
-
-function isLoopback(ip: string): boolean {
-  return ip === '::1' || ip.startsWith('127.');
 }
 
 export function identityOf(w: Workload): Identity {
@@ -97,7 +93,7 @@ function pickEndpoint<T extends { readonly workload: Workload }>(eps: readonly T
 export function planOutbound(req: OutboundRequest, snap: PlanSnapshot, opts: PlanOptions): OutboundPlan {
   const dstIp = normalizeIp(req.dstIp) ?? req.dstIp;
   const { dstPort } = req;
-  if (isLoopback(dstIp) && SELF_PORTS.includes(dstPort)) {
+  if (isLoopbackIp(dstIp) && SELF_PORTS.includes(dstPort)) {
     return { kind: 'reject', code: 'ERR_SELF_CALL', reason: `refusing a call to the proxy's own port ${joinHostPort(dstIp, dstPort)}` };
   }
   const network = req.source.network;

@@ -14,7 +14,8 @@ import { formatBaggage, workloadBaggage } from './baggage';
 import { formatForwardedFor } from './forwarded';
 import type { HboneClient } from './hbone-client';
 import type { UpstreamConnect } from './inbound';
-import { identityOf, planOutbound, type OutboundPlan, type PlanSnapshot, type Target } from './outbound-plan';
+import { loopbackSourceFor } from '../net/ip';
+import { identityOf, planOutbound, type OutboundPlan, type PlanSnapshot } from './outbound-plan';
 import { newTraceparent } from './traceparent';
 
 export interface OutboundDeps {
@@ -69,24 +70,11 @@ export interface OutboundObserver {
 const NO_TRACK: OutboundTrack = Object.freeze({ established() {}, failed() {}, closed() {} });
 export const NO_OUTBOUND_OBSERVER: OutboundObserver = Object.freeze({ refused() {}, opened: () => NO_TRACK });
 
-/**
- * In node mode every workload IP is a loopback address on this host, so binding the source
- * workload's IP makes the destination see the real source pod IP (what sourceIps policies match).
- * A non-loopback target cannot be reached from a loopback source, so then the OS picks.
- */
-function localAddressFor(source: { ip: string }, target: Target): string | undefined {
-  return source.ip.startsWith('127.') && target.ip.startsWith('127.') ? source.ip : undefined;
-}
-
 /** The plan step alone: where `source`'s connection to `dst` goes. Throws the plan's refusal. */
 export function planFor(deps: OutboundDeps, source: Workload, dst: Endpoint): ExecutablePlan {
   const plan = planOutbound({ source, dstIp: dst.ip, dstPort: dst.port }, deps.snapshot(), { random: deps.random ?? Math.random });
   if (plan.kind === 'reject') throw new ProxyError(plan.code, plan.reason);
   return plan;
-}
-
-export async function openOutbound(deps: OutboundDeps, source: Workload, src: Endpoint, dst: Endpoint): Promise<OutboundConnection> {
-  return executeOutbound(deps, planFor(deps, source, dst), source, src);
 }
 
 /** The execute step: resolves with the upstream stream once it is established. */
@@ -95,7 +83,7 @@ export async function executeOutbound(deps: OutboundDeps, plan: ExecutablePlan, 
     const cert = await deps.certs.fetch(identityOf(source));
     const tunnel = await deps.hbone.connect({
       source: cert,
-      sourceIp: localAddressFor(src, plan.nextHop),
+      sourceIp: loopbackSourceFor(src.ip, plan.nextHop.ip),
       expected: plan.expectedIdentities,
       nextHop: plan.nextHop,
       authority: plan.authority,

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { joinHostPort, normalizeIp, parseCidr, splitHostPort } from '../../src/net/ip';
+import { isLoopbackIp, joinHostPort, loopbackSourceFor, normalizeIp, parseCidr, splitHostPort } from '../../src/net/ip';
 
 t.test('normalizeIp', async (t) => {
   const cases: [string, string | null][] = [
@@ -57,4 +57,17 @@ t.test('splitHostPort / joinHostPort', async (t) => {
   for (const [input, want] of cases) t.same(splitHostPort(input), want, input);
   t.equal(joinHostPort('::1', 8), '[::1]:8');
   t.equal(joinHostPort('10.0.0.1', 8), '10.0.0.1:8');
+});
+
+t.test('loopback and the node-mode source-address rule', async (t) => {
+  const loop: [string, boolean][] = [['127.0.0.1', true], ['127.100.0.3', true], ['::1', true], ['10.0.0.1', false], ['128.0.0.1', false], ['::2', false]];
+  for (const [ip, want] of loop) t.equal(isLoopbackIp(ip), want, ip);
+  const bind: [string, string, string | undefined][] = [
+    ['127.6.1.1', '127.6.1.11', '127.6.1.1'],
+    ['::1', '::1', '::1'],
+    ['127.6.1.1', '10.0.0.5', undefined],
+    ['10.0.0.1', '127.0.0.1', undefined],
+    ['10.0.0.1', '10.0.0.2', undefined],
+  ];
+  for (const [src, dst, want] of bind) t.equal(loopbackSourceFor(src, dst), want, `${src} → ${dst}`);
 });
