@@ -164,6 +164,8 @@ int RelayEngine::EnsureThread() {
       this);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (rc != 0) return -rc;
+  // A stable name lets operators (top -H) and the tests (/proc/self/task/*/comm) find it.
+  pthread_setname_np(thread_, "zt-relay");
   threadStarted_ = true;
   return 0;
 }
