@@ -14,6 +14,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "netns.h"
 #include "relay.h"
 #include "sockets.h"
 
@@ -145,7 +146,10 @@ class Addon : public Napi::Addon<Addon> {
     opts.reusePort = BoolOr(o, "reusePort", false);
     ReadSocketOptions(o, &opts.sock);
     int port = 0;
-    zt::SysResult r = zt::Listen(opts, &port);
+    Napi::Value ns = o.Get("netnsFd");
+    zt::SysResult r = ns.IsNumber()
+                          ? zt::ListenInNetns(ns.As<Napi::Number>().Int32Value(), opts, &port)
+                          : zt::Listen(opts, &port);
     if (r.value < 0) return Fail(env, r.value, r.syscall);
     Napi::Object res = Napi::Object::New(env);
     res.Set("fd", r.value);
@@ -175,7 +179,10 @@ class Addon : public Napi::Addon<Addon> {
       opts.keepalive = zt::Keepalive{true, IntOr(k, "idleSec", 0), IntOr(k, "intervalSec", 0),
                                      IntOr(k, "count", 0)};
     }
-    zt::SysResult r = zt::SocketForConnect(opts);
+    Napi::Value ns = o.Get("netnsFd");
+    zt::SysResult r = ns.IsNumber()
+                          ? zt::SocketForConnectInNetns(ns.As<Napi::Number>().Int32Value(), opts)
+                          : zt::SocketForConnect(opts);
     if (r.value < 0) return Fail(env, r.value, r.syscall);
     return Napi::Number::New(env, r.value);
   }

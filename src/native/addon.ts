@@ -23,6 +23,13 @@ export interface SocketKernelOptions {
   mark?: number;
   /** IP_FREEBIND / IPV6_FREEBIND */
   freebind?: boolean;
+  /**
+   * In-pod mode: create the socket inside this network namespace (an fd of /proc/<pid>/ns/net or
+   * /var/run/netns/<name>, e.g. received from istio-cni). A helper thread joins the namespace,
+   * makes the socket and exits; the calling thread never changes namespace. The socket keeps that
+   * namespace for life. A bad fd fails with syscall 'setns' (EBADF, or EINVAL for a non-netns fd).
+   */
+  netnsFd?: number;
 }
 
 export interface ListenOptions extends SocketKernelOptions {
@@ -159,6 +166,7 @@ function kernelOptions(fn: string, o: SocketKernelOptions): void {
   optBool(fn, 'transparent', o.transparent);
   optBool(fn, 'freebind', o.freebind);
   if (o.mark !== undefined) intIn(fn, 'mark', o.mark, 0, 0xffffffff);
+  if (o.netnsFd !== undefined) fdArg(fn, o.netnsFd, 'netnsFd');
 }
 
 function validateListen(o: ListenOptions): void {
