@@ -35,10 +35,13 @@ import { buildInfo } from './cli/version';
 import { loadNative } from './native/addon';
 import { WorkerPool } from './workers/supervisor';
 import type { LogLevels } from './admin/logging';
+import type { InpodPod, PodState } from './inpod/pod';
+import { ZdsClient } from './inpod/zds-client';
 
 /** The part of the data plane the app drives, whichever thread runs it. */
 interface DataRunner {
   addresses(): Map<string, BoundAddress>;
+  applyPods(pods: readonly InpodPod[]): Promise<Record<string, PodState>>;
   settled(): Promise<void>;
   drain(): Promise<void>;
   liveConnections(): number | Promise<number>;
@@ -150,6 +153,14 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
   }
   const runner: DataRunner = pool ?? data!;
 
+  // In-pod mode: pods come from istio-cni over ZDS; readiness waits for its first snapshot.
+  let zds: ZdsClient | null = null;
+  if (config.proxyMode === 'inpod') {
+    const synced = readiness.register('zds snapshot');
+    zds = new ZdsClient({ native: loadNative(), path: config.inpodUds, log: logging.for('inpod'), apply: (pods) => runner.applyPods(pods), onSynced: synced });
+    zds.start();
+  }
+
   let shutdownStarted: Promise<void> | null = null;
   let closing: Promise<void> | null = null;
   let forced = false;
@@ -162,6 +173,8 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
       readiness.markDraining();
       stopWatchingCerts();
       await runner.close();
+      // after the data planes let the pods go: it closes their netns fds
+      await zds?.close();
       control.close();
       await closeEndpoints();
       markClosed();
@@ -195,6 +208,7 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
               snapshot: () => control.store.current,
               certs: () => control.certs.states(),
               connections: pool ? () => pool.connections() : () => observer.connections(),
+              workloadState: zds ? () => zds!.workloadState() : undefined,
               version: { version: version.version, name: version.name, nodeVersion: version.node },
             }),
           logging: pool ? forwardLevels(logging, pool) : logging,

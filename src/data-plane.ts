@@ -18,7 +18,11 @@ import { INBOUND_HBONE_PORT } from './config/ports';
 import { ConnectionManager } from './proxy/connection-manager';
 import { HboneClient } from './proxy/hbone-client';
 import { HboneServer } from './proxy/hbone-server';
-import { tcpConnect, type ConnEvents } from './proxy/inbound';
+import { openLoopbackAware, tcpConnect, type ConnEvents } from './proxy/inbound';
+import { InpodPlane } from './inpod/inpod-plane';
+import { podInboundSocket } from './inpod/pod-sockets';
+import type { InpodPod, PodState } from './inpod/pod';
+import { ProxyError } from './errors';
 import type { OutboundObserver } from './proxy/outbound';
 import { identityOf } from './proxy/outbound-plan';
 import { Socks5Server, type SocketRelay } from './proxy/socks5-server';
@@ -60,7 +64,11 @@ export interface DataPlane {
   readonly client: HboneClient;
   readonly connections: ConnectionManager;
   readonly socks5: Socks5Server | null;
-  /** Bound addresses: "socks5" and "hbone <ip>". */
+  /** In-pod mode's per-pod listeners (INPOD_ENABLED); null in node mode. */
+  readonly inpod: InpodPlane | null;
+  /** In-pod mode: serve exactly these pods (from ZDS); resolves with each pod's state. */
+  applyPods(pods: readonly InpodPod[]): Promise<Record<string, PodState>>;
+  /** Bound addresses: "socks5", "hbone <ip>", "inpod <ns/name> <port>". */
   addresses(): Map<string, BoundAddress>;
   /** Resolves once the listeners match the current snapshot (tests, readiness). */
   settled(): Promise<void>;
@@ -89,7 +97,12 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
   const { config, store, certs, log } = deps;
   const h2 = h2SettingsFrom(config);
   const connections = new ConnectionManager({ log });
-  const connect = tcpConnect();
+  // In-pod mode: the leg to a local pod's app starts inside that pod's namespace, from the client's address.
+  let inpod: InpodPlane | null = null;
+  const connect = tcpConnect(undefined, (t, c) => {
+    const pod = inpod?.socketOptionsFor(t.ip);
+    return pod ? podInboundSocket(pod, t.ip, t.port, c.srcIp) : openLoopbackAware(t, c);
+  });
   const hbone = new HboneServer<Snapshot>({
     snapshot: () => store.current,
     authorize,
@@ -131,11 +144,22 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       relays.delete(handle);
       if (spliced) liveSplices--;
     });
-    return { stats: () => handle.stats(), done };
+    return { stats: () => handle.stats(), stop: () => handle.stop(), done };
   };
 
+  if (config.proxyMode === 'inpod') {
+    let addon: NativeApi;
+    try {
+      addon = native ?? loadNative();
+    } catch (err) {
+      throw new ProxyError('ERR_INPOD_NATIVE', `INPOD_ENABLED=true needs the native addon (listeners inside pod network namespaces): ${(err as Error).message}`, { cause: err });
+    }
+    inpod = new InpodPlane({ config, native: addon, snapshot: () => store.current, certs, hbone, client, connections, relaySockets, log, events: deps.events, observer: deps.outboundObserver });
+  }
+
   let socks5: Socks5Server | null = null;
-  if (config.socks5Addr !== null) {
+  // in-pod mode opens SOCKS5 inside each pod instead (InpodPlane)
+  if (config.socks5Addr !== null && inpod === null) {
     socks5 = new Socks5Server({
       outbound: { snapshot: () => store.current, certs, hbone: client, connect, clusterId: config.clusterId },
       snapshot: () => store.current,
@@ -178,9 +202,11 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     });
     return running;
   };
-  await reconcile(store.current);
+  // node mode: HBONE listeners on the local workloads' IPs in our own namespace
+  if (inpod === null) await reconcile(store.current);
   const unsubscribe = store.subscribe((next) => {
-    void reconcile(next);
+    if (inpod === null) void reconcile(next);
+    else void inpod.onSnapshot();
     connections.recheck(next, authorize);
   });
 
@@ -189,13 +215,16 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     client,
     connections,
     socks5,
+    inpod,
+    applyPods: (pods) => (inpod ? inpod.apply(pods) : Promise.reject(new ProxyError('ERR_NOT_INPOD', 'pods can only be applied in in-pod mode (INPOD_ENABLED=true)'))),
     addresses(): Map<string, BoundAddress> {
       const out = new Map<string, BoundAddress>();
       if (socks5?.listener.address) out.set('socks5', socks5.listener.address);
       for (const [ip, a] of hbone.addresses()) out.set(`hbone ${ip}`, a);
+      if (inpod) for (const [k, a] of inpod.addresses()) out.set(k, a);
       return out;
     },
-    settled: () => running,
+    settled: () => (inpod ? Promise.all([running, inpod.settled()]).then(() => undefined) : running),
     native,
     relayCounts: () => ({ ...counts }),
     async drain(): Promise<void> {
@@ -203,15 +232,16 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       // GOAWAY on every pooled connection now; client.close() settles only once their streams have
       // ended, which is what the drain waits for (up to its deadline), so it is not awaited here
       void client.close();
-      await Promise.all([hbone.drain(), socks5?.listener.stopAccepting()]);
+      await Promise.all([hbone.drain(), socks5?.listener.stopAccepting(), inpod?.drain()]);
     },
-    liveConnections: () => connections.size + (socks5?.listener.connectionCount ?? 0) + liveSplices,
+    // a spliced in-pod connection is in liveSplices and in the pod's live set: count the JS ones of the pods only
+    liveConnections: () => connections.size + (socks5?.listener.connectionCount ?? 0) + liveSplices + (inpod?.liveConnections() ?? 0),
     async close(): Promise<void> {
       unsubscribe();
       connections.closeAll('proxy shutting down');
       client.destroy();
       const stopped = [...relays].map(([h, done]) => (h.stop(), done));
-      await Promise.all([hbone.shutdown(), socks5?.listener.close(), ...stopped]);
+      await Promise.all([hbone.shutdown(), socks5?.listener.close(), inpod?.close(), ...stopped]);
     },
   };
 }

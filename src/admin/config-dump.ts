@@ -43,6 +43,8 @@ export interface ConfigDumpSources {
   /** Live connections; a promise when they are gathered from worker threads. */
   connections(): ConnectionsDump | Promise<ConnectionsDump>;
   readonly version: Readonly<Record<string, string>>;
+  /** In-pod mode: the pods registered over ZDS by uid, with what the proxy made of them. */
+  workloadState?(): Readonly<Record<string, unknown>>;
 }
 
 function rfc3339(d: Date): string {
@@ -99,5 +101,6 @@ export async function buildConfigDump(src: ConfigDumpSources): Promise<Record<st
     version: { ...src.version },
     snapshotVersion: snap.version,
     connections,
+    ...(src.workloadState ? { workloadState: src.workloadState() } : {}),
   };
 }

@@ -143,7 +143,8 @@ export class ConnObserver {
       sourceIdentity: info.identity ?? null,
       destination: dst,
       service,
-      mtls: true,
+      // identity null = the plaintext inbound (:15006, in-pod mode); undefined = HBONE refused before the peer was known
+      mtls: info.identity !== null,
       clusterId: this.deps.clusterId,
     });
     const dstAddr = info.dstIp !== undefined ? joinHostPort(info.dstIp, info.dstPort ?? 0) : '';
@@ -202,7 +203,7 @@ export class ConnObserver {
       // ztunnel shows the destination service here when it knows one
       originalDst: parties.fields.dstService ?? null,
       actualDst: joinHostPort(info.dstIp, info.dstPort),
-      protocol: 'HBONE',
+      protocol: info.identity === null ? 'TCP' : 'HBONE',
     });
   }
 

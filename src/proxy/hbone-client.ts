@@ -13,6 +13,7 @@
  *   ERR_POOL_CLOSED  the client is closed (draining)
  */
 import * as http2 from 'node:http2';
+import type * as net from 'node:net';
 import { ProxyError } from '../errors';
 import { formatSpiffe, type Identity } from '../identity/spiffe';
 import type { WorkloadCert } from '../identity/workload-cert';
@@ -41,6 +42,17 @@ export interface HboneRequest {
   /** CONNECT :authority, "podIP:targetPort". */
   readonly authority: string;
   readonly headers?: HboneHeaders;
+  /**
+   * In-pod mode: dial from the source pod's network namespace. `key` (the pod) is part of the
+   * pool key, so connections of different pods are never shared; `socket` returns a connecting
+   * TCP socket to host:port made inside that namespace.
+   */
+  readonly via?: DialVia;
+}
+
+export interface DialVia {
+  readonly key: string;
+  socket(host: string, port: number): net.Socket;
 }
 
 export interface HboneTunnel {
@@ -110,11 +122,14 @@ export class HboneClient {
       sameOrder(req.expected),
       `${req.nextHop.ip}:${req.nextHop.port}`,
       req.sourceIp ?? '',
+      req.via?.key ?? '',
     ].join('|');
+    const via = req.via;
     const spec = () => ({
       host: req.nextHop.ip,
       port: req.nextHop.port,
       localAddress: req.sourceIp,
+      socket: via ? () => via.socket(req.nextHop.ip, req.nextHop.port) : undefined,
       tls: this.contexts.clientTlsOptions(req.source, req.expected),
     });
     const headers: http2.OutgoingHttpHeaders = { ':method': 'CONNECT', ':authority': req.authority };

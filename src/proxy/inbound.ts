@@ -91,11 +91,17 @@ export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
  * IP, so the app sees the real source pod IP — what in-pod ztunnel achieves with IP_TRANSPARENT.
  * Otherwise the OS picks.
  */
-export function tcpConnect(timeoutMs = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS): UpstreamConnect {
+export function tcpConnect(timeoutMs = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS, open: OpenSocket = openLoopbackAware): UpstreamConnect {
   return (target, conn) =>
     new Promise((resolve, reject) => {
-      const localAddress = loopbackSourceFor(conn.srcIp, target.ip);
-      const socket = net.connect({ host: target.ip, port: target.port, localAddress, allowHalfOpen: true, noDelay: true });
+      let socket: net.Socket;
+      try {
+        socket = open(target, conn);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        reject(new ProxyError('ERR_CONNECT', `upstream ${joinHostPort(target.ip, target.port)}: ${e.code ?? e.message}`, { cause: err }));
+        return;
+      }
       const where = joinHostPort(target.ip, target.port);
       const onError = (err: NodeJS.ErrnoException): void => {
         socket.destroy();
@@ -109,6 +115,14 @@ export function tcpConnect(timeoutMs = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS): Ups
         resolve(socket);
       });
     });
+}
+
+/** Makes the connecting socket for tcpConnect (in-pod mode: inside the pod's network namespace). */
+export type OpenSocket = (target: { readonly ip: string; readonly port: number }, conn: ConnInfo) => net.Socket;
+
+export function openLoopbackAware(target: { readonly ip: string; readonly port: number }, conn: ConnInfo): net.Socket {
+  const localAddress = loopbackSourceFor(conn.srcIp, target.ip);
+  return net.connect({ host: target.ip, port: target.port, localAddress, allowHalfOpen: true, noDelay: true });
 }
 
 function ignore(): void {}

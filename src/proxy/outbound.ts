@@ -12,7 +12,7 @@ import { formatSpiffe } from '../identity/spiffe';
 import type { Workload } from '../state/model';
 import { formatBaggage, workloadBaggage } from './baggage';
 import { formatForwardedFor } from './forwarded';
-import type { HboneClient } from './hbone-client';
+import type { DialVia, HboneClient } from './hbone-client';
 import type { UpstreamConnect } from './inbound';
 import { loopbackSourceFor } from '../net/ip';
 import { identityOf, planOutbound, type OutboundPlan, type PlanSnapshot } from './outbound-plan';
@@ -26,6 +26,8 @@ export interface OutboundDeps {
   readonly connect: UpstreamConnect;
   readonly clusterId: string;
   readonly random?: () => number;
+  /** In-pod mode: HBONE connections are dialled from the source pod's network namespace. */
+  readonly via?: DialVia;
 }
 
 export type ExecutablePlan = Exclude<OutboundPlan, { kind: 'reject' }>;
@@ -83,7 +85,8 @@ export async function executeOutbound(deps: OutboundDeps, plan: ExecutablePlan, 
     const cert = await deps.certs.fetch(identityOf(source));
     const tunnel = await deps.hbone.connect({
       source: cert,
-      sourceIp: loopbackSourceFor(src.ip, plan.nextHop.ip),
+      sourceIp: deps.via ? undefined : loopbackSourceFor(src.ip, plan.nextHop.ip),
+      via: deps.via,
       expected: plan.expectedIdentities,
       nextHop: plan.nextHop,
       authority: plan.authority,

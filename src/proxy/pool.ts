@@ -22,6 +22,7 @@
  * (dial, wait for 'connect', count streams) is short.
  */
 import * as http2 from 'node:http2';
+import type * as net from 'node:net';
 import * as tls from 'node:tls';
 import { ProxyError } from '../errors';
 import { joinHostPort } from '../net/ip';
@@ -46,6 +47,8 @@ export interface DialSpec {
   readonly host: string;
   readonly port: number;
   readonly localAddress?: string;
+  /** A connecting TCP socket to dial over instead of tls.connect's own (in-pod: made in the pod's netns). */
+  readonly socket?: () => net.Socket;
   /** tls.connect options: the source certificate, expected SANs, ALPN h2, no SNI. */
   readonly tls: tls.ConnectionOptions;
 }
@@ -219,6 +222,18 @@ export class HbonePool {
   }
 
   /** Shutdown: destroys every connection and its streams at once. */
+  /** Cuts the connections whose key matches (in-pod: those dialled from a deleted pod). Returns how many. */
+  destroyWhere(match: (key: string) => boolean): number {
+    let n = 0;
+    for (const c of [...this.all]) {
+      if (!match(c.key)) continue;
+      this.unlist(c);
+      c.session.destroy();
+      n++;
+    }
+    return n;
+  }
+
   destroy(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
@@ -243,6 +258,8 @@ export class HbonePool {
     // tls.connect hands localAddress to the TCP connect; @types/node just does not list it.
     const connectOpts: tls.ConnectionOptions & { localAddress?: string } = { ...spec.tls, host: spec.host, port: spec.port };
     if (spec.localAddress) connectOpts.localAddress = spec.localAddress;
+    let tcp: net.Socket | null = null;
+    if (spec.socket) connectOpts.socket = tcp = spec.socket();
     const socket = tls.connect(connectOpts);
     const session = http2.connect(`https://${hop}`, {
       ...clientSessionOptions(this.opts.h2, this.opts.maxStreamsPerConnection),
@@ -254,11 +271,13 @@ export class HbonePool {
     if (!list) this.usable.set(key, (list = []));
     list.push(conn);
 
-    socket.once('connect', () => {
+    // a TLS socket wrapped around a given TCP socket does not emit 'connect' itself
+    (tcp ?? socket).once('connect', () => {
       conn.tcpConnected = true;
       // on the connected TCP handle: tls.connect has no noDelay option
-      socket.setNoDelay(true);
+      (tcp ?? socket).setNoDelay(true);
     });
+    tcp?.on('error', (err) => (conn.failure ??= conn.classify(err)));
     // Classify socket errors here, where we still know the phase; the session sees them too.
     socket.on('error', (err) => (conn.failure ??= conn.classify(err)));
     session.on('error', (err) => (conn.failure ??= conn.classify(err)));

@@ -33,11 +33,18 @@ export interface Socks5Deps {
   readonly relaySockets?: (client: Socket, upstream: Socket) => SocketRelay;
   /** Metrics and access-log hooks (reporter=source). */
   readonly observer?: OutboundObserver;
+  /**
+   * In-pod mode: the listener lives in one pod's namespace, so every client is that pod (its
+   * source address is the pod's loopback, which names no workload).
+   */
+  readonly source?: () => Workload | undefined;
 }
 
 /** A running socket↔socket relay: live counters (a = client) and its end. */
 export interface SocketRelay {
   stats(): { readonly aToB: number; readonly bToA: number };
+  /** Cut it now (pod deleted, shutdown); `done` still settles. */
+  stop(): void;
   readonly done: Promise<{ readonly aToB: number; readonly bToA: number; readonly reason: string }>;
 }
 
@@ -107,7 +114,7 @@ export class Socks5Server {
       client.destroy();
       return;
     }
-    const source = this.deps.snapshot().workloadByIp(srcIp, this.deps.network);
+    const source = this.deps.source ? this.deps.source() : this.deps.snapshot().workloadByIp(srcIp, this.deps.network);
     if (source === undefined) {
       log.warn({ src: `${src.ip}:${src.port}` }, 'SOCKS5 client is not a known local workload: refused (the source IP must belong to a workload on this node)');
       observer.refused({ src, dst: dest.kind === 'ip' ? { ip: dest.ip, port: dest.port } : null, error: new ProxyError('ERR_UNKNOWN_SOURCE', `source ${src.ip} is not a workload on this node`) });

@@ -14,6 +14,7 @@ import type { WorkloadCert } from '../identity/workload-cert';
 import type { Identity } from '../identity/spiffe';
 import type { LogLevelName } from '../logging/logger';
 import type { BoundAddress } from '../net/listener';
+import type { InpodPod, PodState } from '../inpod/pod';
 
 export interface SnapshotMessage {
   readonly type: 'snapshot';
@@ -23,7 +24,9 @@ export interface SnapshotMessage {
 }
 
 export type MainToWorker =
-  | { readonly type: 'init'; readonly workerId: number; readonly config: Config; readonly snapshot: SnapshotMessage; readonly certs: readonly WorkloadCert[] }
+  | { readonly type: 'init'; readonly workerId: number; readonly config: Config; readonly snapshot: SnapshotMessage; readonly certs: readonly WorkloadCert[]; readonly pods: readonly InpodPod[]; readonly podSeq: number }
+  /** In-pod mode: serve exactly these pods; answered by 'pods-applied' with the same seq. */
+  | { readonly type: 'pods'; readonly seq: number; readonly pods: readonly InpodPod[] }
   | SnapshotMessage
   | { readonly type: 'cert'; readonly cert: WorkloadCert }
   | { readonly type: 'forget-cert'; readonly identity: Identity }
@@ -52,6 +55,7 @@ export type AddressList = ReadonlyArray<readonly [string, BoundAddress]>;
 export type WorkerToMain =
   | { readonly type: 'ready'; readonly workerId: number; readonly version: number; readonly addresses: AddressList }
   | { readonly type: 'snapshot-applied'; readonly workerId: number; readonly version: number; readonly addresses: AddressList }
+  | { readonly type: 'pods-applied'; readonly workerId: number; readonly seq: number; readonly states: Readonly<Record<string, PodState>>; readonly addresses: AddressList }
   | { readonly type: 'error'; readonly workerId: number; readonly code: string; readonly message: string; readonly fatal: boolean }
   | { readonly type: 'reply'; readonly requestId: number; readonly value: unknown; readonly error: string | null };
 

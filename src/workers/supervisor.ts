@@ -33,6 +33,7 @@ import { encodeDoc } from '../state/doc-bytes';
 import type { Snapshot } from '../state/snapshot';
 import type { SnapshotStore } from '../state/store';
 import { ProxyError } from '../errors';
+import type { InpodPod, PodState } from '../inpod/pod';
 import { snapshotMessage, type AddressList, type MainToWorker, type WorkerRequest, type WorkerStats, type WorkerToMain } from './protocol';
 
 /** The compiled worker entry, beside this file in dist/ (the only place it is resolved). */
@@ -70,6 +71,9 @@ interface Slot {
   failures: number;
   lastError: Error | null;
   pending: Map<number, Pending>;
+  /** In-pod mode: the last pods message this worker has applied, and what it made of the pods. */
+  podSeq: number;
+  podStates: Readonly<Record<string, PodState>>;
   /** Ends the readiness gap task; set while the slot has no ready worker after a death. */
   gapDone: (() => void) | null;
   restartTimer: NodeJS.Timeout | null;
@@ -89,6 +93,8 @@ export class WorkerPool {
   private held: number | null;
   private known: Map<string, Identity>;
   private fatal: ((err: Error) => void) | null = null;
+  private pods: readonly InpodPod[] = [];
+  private podSeq = 0;
 
   private constructor(private readonly deps: WorkerPoolDeps) {
     const { config, native } = deps;
@@ -121,7 +127,7 @@ export class WorkerPool {
     this.offs.push(this.deps.certs.subscribe((cert) => this.broadcast({ type: 'cert', cert })));
     const n = Math.max(1, this.deps.config.numWorkerThreads);
     for (let i = 0; i < n; i++) {
-      const slot: Slot = { index: i, worker: null, ready: false, version: 0, addresses: [], startedAt: 0, failures: 0, lastError: null, pending: new Map(), gapDone: null, restartTimer: null };
+      const slot: Slot = { index: i, worker: null, ready: false, version: 0, addresses: [], startedAt: 0, failures: 0, lastError: null, pending: new Map(), podSeq: 0, podStates: {}, gapDone: null, restartTimer: null };
       this.slots.push(slot);
       this.spawn(slot);
     }
@@ -189,6 +195,28 @@ export class WorkerPool {
     return (await this.stats()).reduce((n, s) => n + s.live, 0);
   }
 
+  /**
+   * In-pod mode: every worker serves exactly `pods` (a replacement worker gets them at start).
+   * Resolves once each running worker has applied them, with each pod's state across workers:
+   * failed in any worker → failed; else pending in any → pending; else up.
+   */
+  async applyPods(pods: readonly InpodPod[]): Promise<Record<string, PodState>> {
+    this.pods = pods;
+    const seq = ++this.podSeq;
+    this.broadcast({ type: 'pods', seq, pods });
+    await this.until(() => this.stopping || this.slots.every((s) => s.worker === null || s.podSeq >= seq));
+    const rank = { failed: 2, pending: 1, up: 0 } as const;
+    const out: Record<string, PodState> = {};
+    for (const s of this.slots) {
+      if (s.worker === null) continue;
+      for (const [uid, st] of Object.entries(s.podStates)) {
+        const prev = out[uid];
+        if (prev === undefined || rank[st.state] > rank[prev.state]) out[uid] = st;
+      }
+    }
+    return out;
+  }
+
   /** Run-time log level change (POST /logging), applied in every worker too. */
   setLogLevels(level: LogLevelName | null, targets: Readonly<Record<string, LogLevelName>>): void {
     this.broadcast({ type: 'log-levels', level, targets: { ...targets } });
@@ -242,7 +270,8 @@ export class WorkerPool {
     slot.lastError = null;
     const snap = this.deps.store.current;
     const certs = this.deps.certs.states().flatMap((s) => (s.cert ? [s.cert] : []));
-    const init: MainToWorker = { type: 'init', workerId: slot.index, config: this.config, snapshot: snapshotMessage(snap.version, encodeDoc(snap.doc)), certs };
+    slot.podSeq = 0;
+    const init: MainToWorker = { type: 'init', workerId: slot.index, config: this.config, snapshot: snapshotMessage(snap.version, encodeDoc(snap.doc)), certs, pods: this.pods, podSeq: this.podSeq };
     worker.on('message', (msg: WorkerToMain) => this.onMessage(slot, msg));
     worker.on('error', (err) => (slot.lastError = err));
     worker.on('exit', (code) => this.onExit(slot, worker, code));
@@ -262,6 +291,11 @@ export class WorkerPool {
       case 'snapshot-applied':
         slot.version = Math.max(slot.version, msg.version);
         slot.addresses = msg.addresses;
+        break;
+      case 'pods-applied':
+        slot.podSeq = Math.max(slot.podSeq, msg.seq);
+        slot.podStates = msg.states;
+        if (msg.addresses.length > 0) slot.addresses = msg.addresses;
         break;
       case 'error':
         slot.lastError = new ProxyError(msg.code, msg.message);

@@ -25,6 +25,8 @@ import { CertMirror } from './cert-mirror';
 import type { AddressList, MainToWorker, WorkerRequest, WorkerToMain } from './protocol';
 import { SnapshotMirror } from './snapshot-mirror';
 
+type MsgPods = Extract<MainToWorker, { type: 'pods' }>;
+
 /** How long a connection waits for the first certificate of its workload to arrive from the main thread. */
 const CERT_WAIT_MS = 10_000;
 
@@ -56,6 +58,7 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
     started = start(config, logging, mirror, certs);
     started.then(
       ({ data }) => {
+        if (msg.podSeq > 0) void applyPods(msg.podSeq, msg.pods);
         void data.settled().then(() => post({ type: 'ready', workerId, version: mirror!.current.version, addresses: addressesOf(data) }));
         mirror!.subscribe((next) => {
           void data.settled().then(() => post({ type: 'snapshot-applied', workerId, version: next.version, addresses: addressesOf(data) }));
@@ -67,6 +70,20 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
         exit(1);
       },
     );
+  };
+
+  // in-pod mode: pods are applied in order (the data plane queues them); each answer carries its seq
+  const applyPods = async (seq: number, pods: MsgPods['pods']): Promise<void> => {
+    if (started === null) return;
+    try {
+      const { data } = await started;
+      const states = await data.applyPods(pods);
+      post({ type: 'pods-applied', workerId, seq, states, addresses: addressesOf(data) });
+    } catch (err) {
+      const e = err as { code?: string; message?: string };
+      post({ type: 'error', workerId, code: e.code ?? 'ERR_INPOD', message: e.message ?? String(err), fatal: false });
+      post({ type: 'pods-applied', workerId, seq, states: Object.fromEntries(pods.map((p) => [p.uid, { state: 'failed', reason: e.message ?? String(err) }])), addresses: [] });
+    }
   };
 
   const answer = async (requestId: number, what: WorkerRequest): Promise<void> => {
@@ -99,6 +116,8 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
           post({ type: 'error', workerId, code: e.code ?? 'ERR_SNAPSHOT_BYTES', message: e.message ?? String(err), fatal: false });
         }
         return;
+      case 'pods':
+        return void applyPods(msg.seq, msg.pods);
       case 'cert':
         return certs?.put(msg.cert);
       case 'forget-cert':

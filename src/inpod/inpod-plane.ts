@@ -1,0 +1,256 @@
+/**
+ * In-pod mode's half of a data plane (one per thread that carries traffic): turns the set of pods
+ * registered over ZDS into listeners INSIDE each pod's network namespace — :15001 outbound
+ * capture, :15006 plaintext inbound, :15008 HBONE (served by the shared HboneServer, keyed by the
+ * pod IP), and :15080 SOCKS5 when enabled — all SO_REUSEPORT so every worker gets its own.
+ *
+ * A pod whose workload is not in the snapshot yet (looked up by uid, then namespace/name) is
+ * `pending`: acknowledged, logged, and brought up by the first snapshot that has it.
+ * Removing a pod closes its listeners and cuts its live connections at once.
+ *
+ * Invariants: `pods` holds exactly the pods of the last apply(); a pod in state `up` has every
+ * listener of PodListeners open; changes run one at a time (apply and snapshot swaps queue).
+ */
+import { isIP, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config';
+import { INBOUND_HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../config/ports';
+import type { CertSource } from '../data-plane';
+import type { NativeApi } from '../native/addon';
+import { Listener, type BoundAddress } from '../net/listener';
+import type { ConnectionManager } from '../proxy/connection-manager';
+import type { HboneClient } from '../proxy/hbone-client';
+import type { HboneServer } from '../proxy/hbone-server';
+import { tcpConnect, type ConnEvents } from '../proxy/inbound';
+import type { OutboundDeps, OutboundObserver } from '../proxy/outbound';
+import { identityOf } from '../proxy/outbound-plan';
+import { Socks5Server, type SocketRelay } from '../proxy/socks5-server';
+import type { Workload } from '../state/model';
+import type { Snapshot } from '../state/snapshot';
+import { podName, type InpodPod, type PodState } from './pod';
+import { podInboundSocket, podOutboundSocket, type PodSocketOptions } from './pod-sockets';
+import { serveInbound, serveOutbound, type LiveRelay, type PodContext, type PodTrafficDeps } from './pod-traffic';
+import { createServer } from 'node:net';
+
+export interface InpodPlaneDeps {
+  readonly config: Config;
+  readonly native: NativeApi;
+  snapshot(): Snapshot;
+  readonly certs: CertSource;
+  readonly hbone: HboneServer<Snapshot>;
+  readonly client: HboneClient;
+  readonly connections: ConnectionManager;
+  readonly relaySockets: (a: Socket, b: Socket) => SocketRelay;
+  readonly log: Logger;
+  readonly events?: ConnEvents;
+  readonly observer?: OutboundObserver;
+}
+
+interface RunningPod {
+  readonly pod: InpodPod;
+  state: PodState;
+  ctx: PodContext | null;
+  readonly listeners: Listener[];
+  socks5: Socks5Server | null;
+}
+
+const ANY = { 4: '0.0.0.0', 6: '::' } as const;
+
+/** The workload a ZDS pod stands for: same uid, else same namespace/name. */
+export function workloadForPod(snap: Snapshot, pod: Pick<InpodPod, 'uid' | 'namespace' | 'name'>): Workload | undefined {
+  return snap.workloadByUid(pod.uid) ?? snap.workloadByName(pod.namespace, pod.name);
+}
+
+export class InpodPlane {
+  private readonly pods = new Map<string, RunningPod>();
+  private readonly byIp = new Map<string, RunningPod>();
+  private running: Promise<unknown> = Promise.resolve();
+  private readonly traffic: PodTrafficDeps;
+  private accepting = true;
+
+  constructor(private readonly deps: InpodPlaneDeps) {
+    this.traffic = {
+      native: deps.native,
+      snapshot: deps.snapshot,
+      log: deps.log,
+      connections: deps.connections,
+      relaySockets: deps.relaySockets,
+      events: deps.events,
+      observer: deps.observer,
+    };
+  }
+
+  /** Makes the running pods exactly `pods`; resolves with each pod's state once done. */
+  apply(pods: readonly InpodPod[]): Promise<Record<string, PodState>> {
+    const next = this.running.then(async () => {
+      const want = new Map(pods.map((p) => [p.uid, p]));
+      for (const [uid, rp] of this.pods) {
+        const p = want.get(uid);
+        // same uid with another netns fd = the pod was re-added (sandbox restarted): start over
+        if (p === undefined || p.netnsFd !== rp.pod.netnsFd) await this.remove(rp, p === undefined ? 'pod removed' : 'pod re-added');
+      }
+      for (const p of pods) if (!this.pods.has(p.uid)) this.pods.set(p.uid, { pod: p, state: { state: 'pending', reason: 'starting' }, ctx: null, listeners: [], socks5: null });
+      await this.bringUp();
+      return this.states();
+    });
+    this.running = next.catch(() => undefined);
+    return next;
+  }
+
+  /** A snapshot swap: pending pods whose workload appeared come up. */
+  onSnapshot(): Promise<void> {
+    const next = this.running.then(() => this.bringUp());
+    this.running = next.catch(() => undefined);
+    return next;
+  }
+
+  settled(): Promise<void> {
+    return this.running.then(() => undefined);
+  }
+
+  states(): Record<string, PodState> {
+    const out: Record<string, PodState> = {};
+    for (const [uid, rp] of this.pods) out[uid] = rp.state;
+    return out;
+  }
+
+  /** "inpod <ns/name> <port>" → bound address, for diagnostics and tests. */
+  addresses(): Map<string, BoundAddress> {
+    const out = new Map<string, BoundAddress>();
+    for (const rp of this.pods.values()) {
+      for (const l of rp.listeners) if (l.address) out.set(`inpod ${podName(rp.pod)} ${l.address.port}`, l.address);
+      if (rp.socks5?.listener.address) out.set(`inpod ${podName(rp.pod)} socks5`, rp.socks5.listener.address);
+    }
+    return out;
+  }
+
+  /** Connections on the capture listeners (HBONE ones are counted by the HboneServer's manager). */
+  liveConnections(): number {
+    let n = 0;
+    for (const rp of this.pods.values()) n += rp.ctx?.live.size ?? 0;
+    return n;
+  }
+
+  /** The pod socket options for connecting to a pod's app from inside it (HBONE inbound leg). */
+  socketOptionsFor(ip: string): PodSocketOptions | null {
+    const rp = this.byIp.get(ip);
+    return rp && rp.state.state === 'up' ? this.socketOptions(rp.pod) : null;
+  }
+
+  async drain(): Promise<void> {
+    this.accepting = false;
+    await Promise.all([...this.pods.values()].flatMap((rp) => [...rp.listeners.map((l) => l.stopAccepting()), rp.socks5?.listener.stopAccepting()]));
+  }
+
+  async close(): Promise<void> {
+    this.accepting = false;
+    await this.running;
+    await Promise.all([...this.pods.values()].map((rp) => this.remove(rp, 'proxy shutting down')));
+  }
+
+  private socketOptions(pod: InpodPod): PodSocketOptions {
+    return { native: this.deps.native, netnsFd: pod.netnsFd, mark: this.deps.config.packetMark };
+  }
+
+  private async bringUp(): Promise<void> {
+    if (!this.accepting) return;
+    const snap = this.deps.snapshot();
+    for (const rp of this.pods.values()) {
+      if (rp.state.state === 'up') continue;
+      const w = workloadForPod(snap, rp.pod);
+      if (w === undefined) {
+        if (rp.state.state !== 'pending' || rp.state.reason === 'starting') {
+          this.deps.log.warn({ pod: podName(rp.pod), uid: rp.pod.uid }, 'pod registered over ZDS has no workload in the snapshot yet: it will be served once one appears');
+        }
+        rp.state = { state: 'pending', reason: `no workload for ${podName(rp.pod)} (uid ${rp.pod.uid}) in the snapshot` };
+        continue;
+      }
+      await this.start(rp, w);
+    }
+  }
+
+  private async start(rp: RunningPod, w: Workload): Promise<void> {
+    const ip = w.workloadIps[0];
+    const name = podName(rp.pod);
+    if (ip === undefined) {
+      rp.state = { state: 'failed', reason: `workload ${w.uid} has no IP` };
+      return;
+    }
+    const family = isIP(ip) === 6 ? 6 : 4;
+    const sockets = this.socketOptions(rp.pod);
+    const { config, native } = this.deps;
+    const listenFd = (port: number, transparent: boolean, host: string = ANY[family]): number =>
+      native.listen({ host, port, backlog: 511, reusePort: true, mark: config.packetMark, transparent, freebind: transparent, netnsFd: rp.pod.netnsFd }).fd;
+    const live = new Set<LiveRelay>();
+    let current = w;
+    const outbound: OutboundDeps = {
+      snapshot: this.deps.snapshot,
+      certs: this.deps.certs,
+      hbone: this.deps.client,
+      connect: tcpConnect(undefined, (t) => podOutboundSocket(sockets, t.ip, t.port)),
+      clusterId: config.clusterId,
+      via: { key: `pod ${rp.pod.uid}`, socket: (host, port) => podOutboundSocket(sockets, host, port) },
+    };
+    const ctx: PodContext = {
+      name,
+      ip,
+      workload: () => (current = workloadForPod(this.deps.snapshot(), rp.pod) ?? current),
+      outbound,
+      connectApp: tcpConnect(undefined, (t, c) => podInboundSocket(sockets, t.ip, t.port, c.srcIp)),
+      live,
+    };
+    try {
+      const out = new Listener(`inpod outbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveOutbound(this.traffic, ctx, s)));
+      rp.listeners.push(out);
+      await out.listen(ANY[family], OUTBOUND_PORT, { fd: listenFd(OUTBOUND_PORT, false) });
+      const inb = new Listener(`inpod inbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveInbound(this.traffic, ctx, s, INBOUND_PLAINTEXT_PORT)));
+      rp.listeners.push(inb);
+      await inb.listen(ANY[family], INBOUND_PLAINTEXT_PORT, { fd: listenFd(INBOUND_PLAINTEXT_PORT, true) });
+      const id = identityOf(w);
+      await this.deps.hbone.open({ ip, port: INBOUND_HBONE_PORT, fd: listenFd(INBOUND_HBONE_PORT, true), cert: () => this.deps.certs.get(id) ?? this.deps.certs.fetch(id) });
+      this.byIp.set(ip, rp);
+      if (config.socks5Addr !== null) {
+        rp.socks5 = new Socks5Server({
+          outbound,
+          snapshot: this.deps.snapshot,
+          log: this.deps.log,
+          relaySockets: this.deps.relaySockets,
+          observer: this.deps.observer,
+          source: () => ctx.workload(),
+        });
+        const port = config.socks5Addr.port;
+        await rp.socks5.listen('127.0.0.1', port, { fd: listenFd(port, false, '127.0.0.1') });
+      }
+    } catch (err) {
+      const reason = `cannot open the listeners of pod ${name} in its network namespace: ${(err as Error).message}`;
+      this.deps.log.error({ pod: name, uid: rp.pod.uid, err: (err as Error).message }, 'cannot start pod');
+      await this.stopListeners(rp, ip);
+      rp.state = { state: 'failed', reason };
+      return;
+    }
+    rp.ctx = ctx;
+    rp.state = { state: 'up', ip, workload: w.uid };
+    this.deps.log.info({ pod: name, uid: rp.pod.uid, ip }, 'pod listeners ready in its network namespace (15001, 15006, 15008)');
+  }
+
+  private async stopListeners(rp: RunningPod, ip: string | null): Promise<void> {
+    const ls = rp.listeners.splice(0);
+    await Promise.all(ls.map((l) => l.close()));
+    if (ip !== null) {
+      await this.deps.hbone.close(ip);
+      this.byIp.delete(ip);
+    }
+    await rp.socks5?.listener.close();
+    rp.socks5 = null;
+  }
+
+  private async remove(rp: RunningPod, reason: string): Promise<void> {
+    this.pods.delete(rp.pod.uid);
+    const ip = rp.state.state === 'up' ? rp.state.ip : null;
+    for (const l of [...(rp.ctx?.live ?? [])]) l.stop(reason);
+    await this.stopListeners(rp, ip);
+    // pooled HBONE connections dialled from the pod's namespace go too
+    this.deps.client.pool.destroyWhere((key) => key.endsWith(`|pod ${rp.pod.uid}`));
+    if (ip !== null) this.deps.log.info({ pod: podName(rp.pod), uid: rp.pod.uid, reason }, 'pod listeners closed and its connections cut');
+  }
+}
