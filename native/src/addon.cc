@@ -16,6 +16,7 @@
 
 #include "netns.h"
 #include "relay.h"
+#include "seqpacket.h"
 #include "sockets.h"
 
 namespace {
@@ -78,6 +79,8 @@ class Addon : public Napi::Addon<Addon> {
     // Idle relays must not keep the event loop alive; RelayStart refs it while any relay runs.
     tsfn_.Unref(env);
     napi_add_env_cleanup_hook(env, &Addon::Cleanup, this);
+    // Owns itself from here: its async cleanup hook frees it at teardown (see seqpacket.h).
+    watches_ = zt::FdWatches::Create(env);
     DefineAddon(exports, {
                              InstanceMethod("listen", &Addon::Listen),
                              InstanceMethod("socketForConnect", &Addon::SocketForConnect),
@@ -89,6 +92,14 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("relayStats", &Addon::RelayStats),
                              InstanceMethod("relayStop", &Addon::RelayStop),
                              InstanceMethod("relayCount", &Addon::RelayCount),
+                             InstanceMethod("seqpacketConnect", &Addon::SeqpacketConnect),
+                             InstanceMethod("seqpacketListen", &Addon::SeqpacketListen),
+                             InstanceMethod("seqpacketAccept", &Addon::SeqpacketAccept),
+                             InstanceMethod("seqpacketSend", &Addon::SeqpacketSend),
+                             InstanceMethod("seqpacketRecv", &Addon::SeqpacketRecv),
+                             InstanceMethod("watchFd", &Addon::WatchFd),
+                             InstanceMethod("unwatchFd", &Addon::UnwatchFd),
+                             InstanceMethod("watchCount", &Addon::WatchCount),
                          });
   }
 
@@ -285,8 +296,38 @@ class Addon : public Napi::Addon<Addon> {
     return Napi::Number::New(info.Env(), static_cast<double>(engine_.LiveCount()));
   }
 
+  // Unix SOCK_SEQPACKET + SCM_RIGHTS: conversions live in seqpacket.cc.
+  Napi::Value SeqpacketConnect(const Napi::CallbackInfo& info) {
+    return zt::JsSeqpacketConnect(info);
+  }
+  Napi::Value SeqpacketListen(const Napi::CallbackInfo& info) { return zt::JsSeqpacketListen(info); }
+  Napi::Value SeqpacketAccept(const Napi::CallbackInfo& info) { return zt::JsSeqpacketAccept(info); }
+  Napi::Value SeqpacketSend(const Napi::CallbackInfo& info) { return zt::JsSeqpacketSend(info); }
+  Napi::Value SeqpacketRecv(const Napi::CallbackInfo& info) { return zt::JsSeqpacketRecv(info); }
+
+  // watchFd(fd, cb(events | -errno)) -> id | -errno
+  Napi::Value WatchFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!IsInt(info[0]) || !info[1].IsFunction()) return Napi::Number::New(env, -EINVAL);
+    if (watches_ == nullptr) return Napi::Number::New(env, -ENOSYS);
+    uint32_t id = 0;
+    int rc = watches_->Watch(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Function>(), &id);
+    return Napi::Number::New(env, rc < 0 ? rc : static_cast<double>(id));
+  }
+
+  Napi::Value UnwatchFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!IsInt(info[0]) || watches_ == nullptr) return Napi::Number::New(env, -EINVAL);
+    return Napi::Number::New(env, watches_->Unwatch(info[0].As<Napi::Number>().Uint32Value()));
+  }
+
+  Napi::Value WatchCount(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), watches_ == nullptr ? 0 : static_cast<double>(watches_->Count()));
+  }
+
   napi_env env_;
   bool cleaned_ = false;
+  zt::FdWatches* watches_ = nullptr;  // not owned: deletes itself after environment teardown
   DoneTsfn tsfn_;
   zt::RelayEngine engine_;
   // Completion callbacks by relay id; touched only on the JS thread.

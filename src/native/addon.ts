@@ -9,6 +9,7 @@
  * import time.
  */
 import { isIP } from 'node:net';
+import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { ProxyError } from '../errors';
 import { checkNative, errnoError, type NativeFailure } from './errno';
@@ -99,6 +100,20 @@ export interface RelayStartOptions {
 
 export const DEFAULT_PIPE_SIZE = 1 << 20;
 
+/** One SOCK_SEQPACKET message; `fds` arrived by SCM_RIGHTS, close-on-exec, owned by the receiver. */
+export interface SeqpacketMessage {
+  data: Buffer;
+  fds: number[];
+}
+
+/** watchFd callback bits (libuv's UV_READABLE, UV_DISCONNECT); a negative value is -errno. */
+export const WATCH_READABLE = 1;
+export const WATCH_DISCONNECT = 4;
+/** SCM_MAX_FD: the kernel's limit of fds in one message. */
+export const MAX_PASSED_FDS = 253;
+/** sizeof(sockaddr_un.sun_path) - 1: the longest Unix socket path (bytes). */
+export const MAX_UNIX_PATH = 107;
+
 export interface NativeApi {
   /** A listening, non-blocking, close-on-exec socket; hand `fd` to net.Server#listen({fd}). */
   listen(opts: ListenOptions): { fd: number; port: number };
@@ -122,6 +137,35 @@ export interface NativeApi {
   relayStop(id: number): boolean;
   /** Relays running in this thread's addon instance. */
   relayCount(): number;
+  /** A connected, non-blocking, close-on-exec Unix SOCK_SEQPACKET socket (caller owns it). */
+  seqpacketConnect(path: string): number;
+  /** A listening SOCK_SEQPACKET socket bound to `path` (which must not exist yet). */
+  seqpacketListen(path: string, backlog: number): number;
+  /** An accepted connection (non-blocking, close-on-exec), or null when none is pending. */
+  seqpacketAccept(fd: number): number | null;
+  /**
+   * Sends one message with `fds` attached by SCM_RIGHTS (the sender keeps its own copies).
+   * Never blocks: a full peer queue throws EAGAIN (syscall 'sendmsg'). Returns the bytes sent.
+   */
+  seqpacketSend(fd: number, data: Buffer, fds?: number[]): number;
+  /**
+   * Receives one message: the message; `null` on an orderly peer close (EOF); `undefined` when
+   * none is queued (EAGAIN). A message longer than maxLen (or with too many fds) throws EMSGSIZE
+   * (syscall 'recvmsg') after its fds were closed; the message is gone.
+   */
+  seqpacketRecv(fd: number, maxLen: number): SeqpacketMessage | null | undefined;
+  /**
+   * Calls `cb` on this thread whenever `fd` is readable or its peer hung up (level-triggered:
+   * again and again until drained). `cb` gets WATCH_* bits, or -errno when polling failed.
+   * Returns a watch id for unwatchFd. The fd stays the caller's, except at environment teardown
+   * (worker exit): then the addon closes every still-watched fd itself. One watch per fd, and
+   * never an fd that a Node handle (net.Socket, ...) also polls.
+   */
+  watchFd(fd: number, cb: (events: number) => void): number;
+  /** Stops a watch (call it before closing the fd); false for unknown ids. */
+  unwatchFd(id: number): boolean;
+  /** Live watches in this thread's addon instance. */
+  watchCount(): number;
 }
 
 /** The raw binding: values, -errno, or [-errno, syscall]; see native/src/addon.cc. */
@@ -136,7 +180,17 @@ interface RawBinding {
   relayStats(id: number): [number, number] | number;
   relayStop(id: number): number;
   relayCount(): number;
+  seqpacketConnect(path: string): number | NativeFailure;
+  seqpacketListen(path: string, backlog: number): number | NativeFailure;
+  seqpacketAccept(fd: number): number;
+  seqpacketSend(fd: number, data: Uint8Array, fds: number[]): number;
+  seqpacketRecv(fd: number, maxLen: number): SeqpacketMessage | null | number;
+  watchFd(fd: number, cb: (events: number) => void): number;
+  unwatchFd(id: number): number;
+  watchCount(): number;
 }
+
+const EAGAIN = -constants.errno.EAGAIN;
 
 function invalid(fn: string, what: string, got: unknown): ProxyError {
   return new ProxyError('ERR_NATIVE_ARG', `native.${fn}: ${what}, got ${JSON.stringify(got) ?? String(got)}`);
@@ -167,6 +221,19 @@ function kernelOptions(fn: string, o: SocketKernelOptions): void {
   optBool(fn, 'freebind', o.freebind);
   if (o.mark !== undefined) intIn(fn, 'mark', o.mark, 0, 0xffffffff);
   if (o.netnsFd !== undefined) fdArg(fn, o.netnsFd, 'netnsFd');
+}
+
+function unixPath(fn: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0 || v.includes('\0') || Buffer.byteLength(v) > MAX_UNIX_PATH) {
+    throw invalid(fn, `path must be a non-empty string of at most ${MAX_UNIX_PATH} bytes without NUL`, v);
+  }
+  return v;
+}
+
+function fdList(fn: string, v: unknown): number[] {
+  if (!Array.isArray(v) || v.length > MAX_PASSED_FDS) throw invalid(fn, `fds must be an array of at most ${MAX_PASSED_FDS} fds`, v);
+  for (const fd of v) intIn(fn, 'each of fds', fd, 0, 2 ** 31 - 1);
+  return v as number[];
 }
 
 function validateListen(o: ListenOptions): void {
@@ -244,6 +311,41 @@ function wrap(raw: RawBinding): NativeApi {
     },
     relayCount() {
       return raw.relayCount();
+    },
+    seqpacketConnect(path: string) {
+      return checkNative<number>(raw.seqpacketConnect(unixPath('seqpacketConnect', path)), 'connect', { address: path });
+    },
+    seqpacketListen(path: string, backlog: number) {
+      unixPath('seqpacketListen', path);
+      intIn('seqpacketListen', 'backlog', backlog, 1, 65535);
+      return checkNative<number>(raw.seqpacketListen(path, backlog), 'listen', { address: path });
+    },
+    seqpacketAccept(fd: number) {
+      const r = raw.seqpacketAccept(fdArg('seqpacketAccept', fd));
+      return r === EAGAIN ? null : checkNative<number>(r, 'accept');
+    },
+    seqpacketSend(fd: number, data: Buffer, fds: number[] = []) {
+      fdArg('seqpacketSend', fd);
+      if (!(data instanceof Uint8Array)) throw invalid('seqpacketSend', 'data must be a Buffer', typeof data);
+      return checkNative<number>(raw.seqpacketSend(fd, data, fdList('seqpacketSend', fds)), 'sendmsg');
+    },
+    seqpacketRecv(fd: number, maxLen: number) {
+      fdArg('seqpacketRecv', fd);
+      intIn('seqpacketRecv', 'maxLen', maxLen, 1, 64 << 20);
+      const r = raw.seqpacketRecv(fd, maxLen);
+      if (r === EAGAIN) return undefined;
+      return checkNative<SeqpacketMessage | null>(r, 'recvmsg');
+    },
+    watchFd(fd: number, cb: (events: number) => void) {
+      fdArg('watchFd', fd);
+      if (typeof cb !== 'function') throw invalid('watchFd', 'cb must be a function', typeof cb);
+      return checkNative<number>(raw.watchFd(fd, cb), 'uv_poll_start');
+    },
+    unwatchFd(id: number) {
+      return raw.unwatchFd(intIn('unwatchFd', 'id', id, 1, 2 ** 32 - 1)) === 0;
+    },
+    watchCount() {
+      return raw.watchCount();
     },
   });
 }
