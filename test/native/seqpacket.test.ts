@@ -217,6 +217,35 @@ t.test('a message longer than maxMessage closes the socket with EMSGSIZE', async
   t.match(info.error, { code: 'EMSGSIZE', syscall: 'recvmsg' });
 });
 
+t.test('a throwing message listener is an uncaught exception; promises resolve after the callback', async (t) => {
+  const ADDON_JS = resolve(__dirname, '../../src/native/addon.js');
+  const SEQ_JS = resolve(__dirname, '../../src/native/seqpacket.js');
+  // In a worker, so the uncaught exception handler is the test's own, not tap's.
+  const w = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const native = require(workerData.addonJs).loadNative();
+     const { SeqpacketSocket, SeqpacketServer } = require(workerData.seqJs);
+     const srv = SeqpacketServer.listen(native, workerData.path);
+     const seen = [];
+     process.on('uncaughtException', (e) => {
+       seen.push(e.message);
+       if (seen.filter((x) => x.startsWith('boom')).length === 2) setTimeout(() => { c.close(); srv.close(); parentPort.postMessage(seen); }, 10);
+     });
+     srv.on('connection', (s) => s.on('message', (d) => {
+       Promise.resolve().then(() => seen.push('microtask ' + d));
+       throw new Error('boom ' + d);
+     }));
+     const c = SeqpacketSocket.connect(native, workerData.path);
+     c.send(Buffer.from('1'));
+     setTimeout(() => c.send(Buffer.from('2')), 10);`,
+    { eval: true, workerData: { addonJs: ADDON_JS, seqJs: SEQ_JS, path: sockPath() } },
+  );
+  const [seen] = (await once(w, 'message')) as [string[]];
+  t.same(seen.filter((x) => x.startsWith('boom')), ['boom 1', 'boom 2'], 'each throw reached uncaughtException; the socket kept working');
+  t.ok(seen.includes('microtask 1') && seen.includes('microtask 2'), `microtasks queued in the callback ran (${seen.join(', ')})`);
+  await once(w, 'exit');
+});
+
 t.test('a worker that dies with watched fds leaves no handle and no fd behind', async (t) => {
   const server = SeqpacketServer.listen(native, sockPath());
   t.teardown(() => server.close());
