@@ -5,7 +5,7 @@
  * the local address, SO_MARK 1337 exempt) and the return path that lets the app see the client's
  * real IP — plus cleanup. Needs root (CI runs as root); skipped loudly otherwise.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import t, { type Test } from 'tap';
 import { parseSnapshot } from '../../src/state/parse';
 import { startAgent, type ConnectFailure } from './agent-client';
@@ -109,6 +109,19 @@ t.test('network-namespace plumbing', { timeout: 60_000 }, async (t) => {
     t.match(h.landing, { listener: 'hbone-b', local: { address: b.ip, port: 15008 }, remote: { address: c.ip } });
   });
 
+  t.test('kubelet probes (source 169.254.7.127, SNATed on the node by istio-cni) reach the app uncaptured', async (t) => {
+    // node2 stands in for the kubelet; pod b still has its capture listener on 15006 from above
+    const node2 = cluster.nodeByName('node2');
+    t.equal((await cluster.exec(node2, ['ip', 'addr', 'add', '169.254.7.127/32', 'dev', 'lo'])).code, 0);
+    const kubelet = await startAgent(cluster, node2);
+    t.teardown(() => kubelet.stop());
+    await agent['b']!.listen({ name: 'app-b', host: '0.0.0.0', port: 8080, mode: 'inspect' });
+    const probe = landed(t, await kubelet.connect({ host: b.ip, port: 8080, bindAddress: '169.254.7.127', bytes: SIZE }), 'probe -> b:8080');
+    t.match(probe.landing, { listener: 'app-b', local: { address: b.ip, port: 8080 }, remote: { address: '169.254.7.127' } });
+    const fromNode = landed(t, await kubelet.connect({ host: b.ip, port: 8080, bytes: SIZE }), 'node IP -> b:8080');
+    t.match(fromNode.landing, { listener: 'inbound-b', remote: { address: node2.ip } }, 'any other source is captured, the app listening or not');
+  });
+
   t.test('return path: an app behind a transparent relay on 15006 sees the client pod IP', async (t) => {
     // pod a plays ztunnel inbound (relay on 15006: dial the original destination from the client
     // address, IP_TRANSPARENT + SO_MARK 1337) in front of its app on 8080; the app's replies to
@@ -180,4 +193,24 @@ t.test('fallback capture: nat REDIRECT to 15006 with SO_ORIGINAL_DST (kernels wi
   await Promise.all([ax.stop(), ay.stop(), az.stop()]);
   await cluster.destroy();
   t.same((await listNetns()).filter((n) => n.startsWith(`${cluster.runId}-`)), []);
+});
+
+t.test('a process killed by SIGINT/SIGTERM, or exiting without destroy(), still removes its namespaces', { timeout: 60_000 }, async (t) => {
+  if (!requireRoot(t)) return;
+  const harness = require.resolve('./harness');
+  for (const how of ['SIGINT', 'SIGTERM', 'exit'] as const) {
+    const script = `require(${JSON.stringify(harness)}).buildCluster({ nodes: 1, pods: [{ name: 'p', namespace: 'n', node: 'node1' }] })
+      .then((c) => { console.log(JSON.stringify({ runId: c.runId, built: require('fs').existsSync(c.netnsPath(c.pods[0])) }));
+        ${how === 'exit' ? 'process.exit(0);' : 'setInterval(() => {}, 1000);'} });`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.once('exit', (code, sig) => resolve(sig ?? code)));
+    const { runId, built } = await new Promise<{ runId: string; built: boolean }>((resolve, reject) => {
+      child.stdout.setEncoding('utf8').once('data', (d: string) => resolve(JSON.parse(d) as { runId: string; built: boolean }));
+      void exited.then((code) => reject(new Error(`child exited ${code} before building`)));
+    });
+    t.ok(built, `${how}: cluster built by the child`);
+    if (how !== 'exit') child.kill(how);
+    t.equal(await exited, how === 'exit' ? 0 : how, `${how}: the child ends as it would have without the harness`);
+    t.same((await listNetns()).filter((n) => n.startsWith(`${runId}-`)), [], `${how}: no namespace left`);
+  }
 });

@@ -37,6 +37,8 @@ export interface ConnectCommand {
   host: string;
   port: number;
   mark?: number;
+  /** source address to bind (e.g. the kubelet probe address 169.254.7.127) */
+  bindAddress?: string;
   bytes: number;
   /** give up after this long (default 10 s) */
   timeoutMs?: number;
@@ -112,7 +114,10 @@ function listen(native: NativeApi, cmd: ListenCommand): void {
 function connect(native: NativeApi, cmd: ConnectCommand): void {
   const payload = Buffer.alloc(cmd.bytes);
   for (let i = 0; i < payload.length; i++) payload[i] = (i * 31 + 7) & 0xff;
-  const s = cmd.mark === undefined ? net.connect({ host: cmd.host, port: cmd.port }) : connectSocket(native, { host: cmd.host, port: cmd.port }, { family: 4, mark: cmd.mark });
+  const s =
+    cmd.mark === undefined && cmd.bindAddress === undefined
+      ? net.connect({ host: cmd.host, port: cmd.port })
+      : connectSocket(native, { host: cmd.host, port: cmd.port }, { family: 4, ...(cmd.mark === undefined ? {} : { mark: cmd.mark }), ...(cmd.bindAddress === undefined ? {} : { bindAddress: cmd.bindAddress }) });
   const ms = cmd.timeoutMs ?? 10_000;
   const timer = setTimeout(() => s.destroy(new Error(`no answer within ${ms} ms`)), ms);
   let got = '';
