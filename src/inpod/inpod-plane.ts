@@ -28,7 +28,7 @@ import { Socks5Server, type SocketRelay } from '../proxy/socks5-server';
 import type { Workload } from '../state/model';
 import type { Snapshot } from '../state/snapshot';
 import { podName, type InpodPod, type PodState } from './pod';
-import { podInboundSocket, podOutboundSocket, type PodSocketOptions } from './pod-sockets';
+import { podInboundSocket, podOutboundSocket, podTunnelSocket, type PodSocketOptions } from './pod-sockets';
 import { serveInbound, serveOutbound, type LiveRelay, type PodContext, type PodTrafficDeps } from './pod-traffic';
 import { createServer } from 'node:net';
 
@@ -189,7 +189,7 @@ export class InpodPlane {
       hbone: this.deps.client,
       connect: tcpConnect(undefined, (t) => podOutboundSocket(sockets, t.ip, t.port)),
       clusterId: config.clusterId,
-      via: { key: `pod ${rp.pod.uid}`, socket: (host, port) => podOutboundSocket(sockets, host, port) },
+      via: { key: `pod ${rp.pod.uid}`, socket: (host, port) => podTunnelSocket(sockets, host, port) },
     };
     const ctx: PodContext = {
       name,
@@ -248,6 +248,8 @@ export class InpodPlane {
     this.pods.delete(rp.pod.uid);
     const ip = rp.state.state === 'up' ? rp.state.ip : null;
     for (const l of [...(rp.ctx?.live ?? [])]) l.stop(reason);
+    // HBONE tunnels into the pod: reset their streams so the clients' proxies see the cut at once
+    if (ip !== null) this.deps.connections.closeWhere((c) => c.info.dstIp === ip, `pod ${podName(rp.pod)} deleted`);
     await this.stopListeners(rp, ip);
     // pooled HBONE connections dialled from the pod's namespace go too
     this.deps.client.pool.destroyWhere((key) => key.endsWith(`|pod ${rp.pod.uid}`));

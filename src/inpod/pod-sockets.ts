@@ -20,7 +20,7 @@ export interface PodSocketOptions {
   readonly mark: number;
 }
 
-function open(o: PodSocketOptions, host: string, port: number, bind: string | undefined): Socket {
+function open(o: PodSocketOptions, host: string, port: number, bind: string | undefined, halfOpen = true): Socket {
   const family = isIP(host) === 6 ? 6 : 4;
   const spoof = bind !== undefined && isIP(bind) === family;
   const sock = connectSocket(o.native, { host, port }, {
@@ -29,8 +29,8 @@ function open(o: PodSocketOptions, host: string, port: number, bind: string | un
     netnsFd: o.netnsFd,
     ...(spoof ? { bindAddress: bind, transparent: true, freebind: true } : {}),
   });
-  // as net.connect({allowHalfOpen: true}): a half-close is forwarded, not turned into a close
-  sock.allowHalfOpen = true;
+  // relayed legs, as net.connect({allowHalfOpen: true}): a half-close is forwarded, not turned into a close
+  sock.allowHalfOpen = halfOpen;
   sock.once('connect', () => sock.setNoDelay(true));
   return sock;
 }
@@ -38,6 +38,11 @@ function open(o: PodSocketOptions, host: string, port: number, bind: string | un
 /** A connecting socket from the pod itself (its own address). */
 export function podOutboundSocket(o: PodSocketOptions, host: string, port: number): Socket {
   return open(o, host, port, undefined);
+}
+
+/** The TCP under an HBONE (TLS) connection from the pod: a peer's FIN ends it, as tls.connect's own would. */
+export function podTunnelSocket(o: PodSocketOptions, host: string, port: number): Socket {
+  return open(o, host, port, undefined, false);
 }
 
 /** A connecting socket to the pod's app that carries the original client's address. */

@@ -13,6 +13,7 @@
  * Invariants: `pods` is the set every data plane was last asked to serve; a netns fd is closed
  * only after the data planes have let its pod go; requests are handled strictly in order.
  */
+import { fstatSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { NativeApi } from '../native/addon';
 import { SeqpacketSocket } from '../native/seqpacket';
@@ -30,6 +31,17 @@ export interface ZdsClientDeps {
   onSynced(): void;
   /** Reconnect backoff: first delay and cap (default 100 ms, 5 s), doubled per failed attempt. */
   readonly backoffMs?: { readonly initial: number; readonly max: number };
+}
+
+/** Whether two fds name the same network namespace (nsfs inode), so a re-add can be told from a new sandbox. */
+function sameNetns(a: number, b: number): boolean {
+  try {
+    const x = fstatSync(a);
+    const y = fstatSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 export class ZdsClient {
@@ -143,6 +155,12 @@ export class ZdsClient {
         }
         const pod: InpodPod = { uid: req.uid, name: req.info?.name ?? '', namespace: req.info?.namespace ?? '', serviceAccount: req.info?.serviceAccount ?? '', netnsFd: fds[0]! };
         const old = this.pods.get(pod.uid);
+        if (old && sameNetns(old.netnsFd, pod.netnsFd)) {
+          // the agent re-sends its pods after a reconnect: same namespace, keep serving untouched
+          this.closeFd(pod.netnsFd);
+          this.seen.add(pod.uid);
+          return '';
+        }
         this.pods.set(pod.uid, pod);
         this.seen.add(pod.uid);
         await this.push();

@@ -128,6 +128,17 @@ export class ConnectionManager {
     return closed;
   }
 
+  /** Closes the live connections `match` picks (in-pod: those to a deleted pod); returns how many. */
+  closeWhere(match: (conn: TrackedConn) => boolean, reason: string): number {
+    let n = 0;
+    for (const conn of [...this.conns.values()]) {
+      if (conn.closedReason !== null || !match(conn)) continue;
+      this.closeOne(conn, reason);
+      n++;
+    }
+    return n;
+  }
+
   /** Drain/shutdown: closes every live connection with `reason`; returns how many. */
   closeAll(reason: string): number {
     let n = 0;
