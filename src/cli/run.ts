@@ -3,6 +3,7 @@
  * `proxy ztunnel` is accepted as well as `proxy` and no arguments at all.
  */
 import { EXIT_OK, EXIT_USAGE, type CliIo } from './io';
+import { kubeSnapshotCommand } from './kube-snapshot';
 import { authzCommand, caCommand, checkConfig } from './offline';
 import { buildInfo, formatVersion } from './version';
 import { proxyCommand, type ProcessHooks } from './proxy';
@@ -16,6 +17,7 @@ commands:
   authz --config FILE --src IP:PORT [--identity spiffe://TD/ns/NS/sa/SA] --dst IP:PORT
                            evaluate one connection against the snapshot's policies
   ca init DIR              write a new plug-in CA folder (for LOCAL_CA_DIR)
+  kube-snapshot FILE|-     kubectl JSON of namespaces, pods, services -> a local snapshot (YAML)
 
 configuration comes from environment variables: see the README.
 `;
@@ -39,6 +41,8 @@ export async function runCli(argv: readonly string[], io: CliIo, hooks: ProcessH
       return authzCommand(rest, io);
     case 'ca':
       return caCommand(rest, io);
+    case 'kube-snapshot':
+      return kubeSnapshotCommand(rest, io);
     case 'help':
     case '--help':
     case '-h':
