@@ -42,6 +42,8 @@ import { ZdsClient } from './inpod/zds-client';
 interface DataRunner {
   addresses(): Map<string, BoundAddress>;
   applyPods(pods: readonly InpodPod[]): Promise<Record<string, PodState>>;
+  /** In-pod mode: each pod's current state (a snapshot swap can bring pending pods up). */
+  podStates(): Record<string, PodState>;
   settled(): Promise<void>;
   drain(): Promise<void>;
   liveConnections(): number | Promise<number>;
@@ -157,7 +159,7 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
   let zds: ZdsClient | null = null;
   if (config.proxyMode === 'inpod') {
     const synced = readiness.register('zds snapshot');
-    zds = new ZdsClient({ native: loadNative(), path: config.inpodUds, log: logging.for('inpod'), apply: (pods) => runner.applyPods(pods), onSynced: synced });
+    zds = new ZdsClient({ native: loadNative(), path: config.inpodUds, log: logging.for('inpod'), apply: (pods) => runner.applyPods(pods), states: () => runner.podStates(), onSynced: synced });
     zds.start();
   }
 

@@ -68,6 +68,7 @@ export interface DataPlane {
   readonly inpod: InpodPlane | null;
   /** In-pod mode: serve exactly these pods (from ZDS); resolves with each pod's state. */
   applyPods(pods: readonly InpodPod[]): Promise<Record<string, PodState>>;
+  podStates(): Record<string, PodState>;
   /** Bound addresses: "socks5", "hbone <ip>", "inpod <ns/name> <port>". */
   addresses(): Map<string, BoundAddress>;
   /** Resolves once the listeners match the current snapshot (tests, readiness). */
@@ -217,6 +218,7 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     socks5,
     inpod,
     applyPods: (pods) => (inpod ? inpod.apply(pods) : Promise.reject(new ProxyError('ERR_NOT_INPOD', 'pods can only be applied in in-pod mode (INPOD_ENABLED=true)'))),
+    podStates: () => inpod?.states() ?? {},
     addresses(): Map<string, BoundAddress> {
       const out = new Map<string, BoundAddress>();
       if (socks5?.listener.address) out.set('socks5', socks5.listener.address);

@@ -27,6 +27,8 @@ export interface ZdsClientDeps {
   readonly log: Logger;
   /** Serve exactly these pods (every data plane); resolves with each pod's state. */
   apply(pods: readonly InpodPod[]): Promise<Record<string, PodState>>;
+  /** Each pod's current state across the data planes (config_dump); default: as of the last apply. */
+  states?(): Record<string, PodState>;
   /** The first snapshot-sent arrived (readiness). */
   onSynced(): void;
   /** Reconnect backoff: first delay and cap (default 100 ms, 5 s), doubled per failed attempt. */
@@ -70,8 +72,9 @@ export class ZdsClient {
   /** The registered pods and what the data planes made of them (config_dump). */
   workloadState(): Record<string, { readonly name: string; readonly namespace: string; readonly serviceAccount: string } & PodState> {
     const out: Record<string, { name: string; namespace: string; serviceAccount: string } & PodState> = {};
+    const states = this.deps.states?.() ?? this.states;
     for (const [uid, p] of this.pods) {
-      out[uid] = { name: p.name, namespace: p.namespace, serviceAccount: p.serviceAccount, ...(this.states[uid] ?? { state: 'pending', reason: 'starting' }) };
+      out[uid] = { name: p.name, namespace: p.namespace, serviceAccount: p.serviceAccount, ...(states[uid] ?? { state: 'pending', reason: 'starting' }) };
     }
     return out;
   }

@@ -197,14 +197,18 @@ export class WorkerPool {
 
   /**
    * In-pod mode: every worker serves exactly `pods` (a replacement worker gets them at start).
-   * Resolves once each running worker has applied them, with each pod's state across workers:
-   * failed in any worker → failed; else pending in any → pending; else up.
+   * Resolves once each running worker has applied them, with each pod's state (podStates()).
    */
   async applyPods(pods: readonly InpodPod[]): Promise<Record<string, PodState>> {
     this.pods = pods;
     const seq = ++this.podSeq;
     this.broadcast({ type: 'pods', seq, pods });
     await this.until(() => this.stopping || this.slots.every((s) => s.worker === null || s.podSeq >= seq));
+    return this.podStates();
+  }
+
+  /** Each pod's state across the running workers: failed in any → failed; else pending in any → pending; else up. */
+  podStates(): Record<string, PodState> {
     const rank = { failed: 2, pending: 1, up: 0 } as const;
     const out: Record<string, PodState> = {};
     for (const s of this.slots) {

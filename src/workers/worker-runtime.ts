@@ -61,7 +61,11 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
         if (msg.podSeq > 0) void applyPods(msg.podSeq, msg.pods);
         void data.settled().then(() => post({ type: 'ready', workerId, version: mirror!.current.version, addresses: addressesOf(data) }));
         mirror!.subscribe((next) => {
-          void data.settled().then(() => post({ type: 'snapshot-applied', workerId, version: next.version, addresses: addressesOf(data) }));
+          void data.settled().then(() => {
+            post({ type: 'snapshot-applied', workerId, version: next.version, addresses: addressesOf(data) });
+            // in-pod: a swap can bring pending pods up; the main thread's view of them follows
+            if (data.inpod) post({ type: 'pods-applied', workerId, seq: podSeq, states: data.inpod.states(), addresses: addressesOf(data) });
+          });
         });
       },
       (err: unknown) => {
@@ -73,11 +77,13 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
   };
 
   // in-pod mode: pods are applied in order (the data plane queues them); each answer carries its seq
+  let podSeq = 0;
   const applyPods = async (seq: number, pods: MsgPods['pods']): Promise<void> => {
     if (started === null) return;
     try {
       const { data } = await started;
       const states = await data.applyPods(pods);
+      podSeq = Math.max(podSeq, seq);
       post({ type: 'pods-applied', workerId, seq, states, addresses: addressesOf(data) });
     } catch (err) {
       const e = err as { code?: string; message?: string };

@@ -9,7 +9,7 @@
  */
 import t from 'tap';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { initCaDir } from '../../src/identity/ca-dir';
@@ -58,6 +58,7 @@ t.test('in-pod mode on a two-node netns cluster', async (t) => {
       { name: 'local', namespace: NS, node: 'node1' },
       { name: 'server', namespace: NS, node: 'node2' },
       { name: 'legacy', namespace: NS, node: 'node2', inMesh: false },
+      { name: 'late', namespace: NS, node: 'node2' },
     ],
   });
   t.teardown(() => cluster.destroy());
@@ -74,7 +75,9 @@ t.test('in-pod mode on a two-node netns cluster', async (t) => {
     ],
   });
   const snapshotPath = join(dir, 'snapshot.json');
-  writeFileSync(snapshotPath, JSON.stringify(doc));
+  // `late` is registered over ZDS before the snapshot knows it
+  const isLate = (w: object): boolean => (w as { name: string }).name === 'late';
+  writeFileSync(snapshotPath, JSON.stringify({ ...doc, workloads: doc.workloads.filter((w) => !isLate(w)) }));
 
   const proxies: NodeProxy[] = [];
   const startProxy = (node: string, env: Record<string, string>): NodeProxy => {
@@ -138,7 +141,7 @@ t.test('in-pod mode on a two-node netns cluster', async (t) => {
   const agents = new Map<string, NsAgent>();
   for (const p of cluster.pods) agents.set(p.name, await startAgent(cluster, p));
   const agent = (n: string): NsAgent => agents.get(n)!;
-  for (const n of ['server', 'local', 'legacy']) await agent(n).listen({ name: n, host: '0.0.0.0', port: APP_PORT, mode: 'inspect' });
+  for (const n of ['server', 'local', 'legacy', 'late']) await agent(n).listen({ name: n, host: '0.0.0.0', port: APP_PORT, mode: 'inspect' });
 
   await t.test('cross-node: an unmodified client reaches a pod on the other node through HBONE', async (t) => {
     const r = await agent('client').connect({ host: pod('server').ip, port: APP_PORT, bytes: 2_000_000 });
@@ -168,6 +171,20 @@ t.test('in-pod mode on a two-node netns cluster', async (t) => {
     if (!isLanding(r)) return t.fail(`connect failed: ${JSON.stringify(r)}`);
     t.equal(r.landing.sha256, r.sentSha256);
     t.equal(r.landing.remote.address, pod('legacy').ip, 'the server sees the legacy pod IP');
+  });
+
+  await t.test('a pod registered before its workload is in the snapshot is served once it appears', async (t) => {
+    type Dump = { workloadState: Record<string, { name: string; state: string }> };
+    const stateOf = async (): Promise<string | undefined> =>
+      Object.values((JSON.parse((await httpIn(cluster, 'node2', 15000, '/config_dump')).body) as Dump).workloadState).find((w) => w.name === 'late')?.state;
+    t.equal(await stateOf(), 'pending', 'acked and pending');
+    writeFileSync(`${snapshotPath}.tmp`, JSON.stringify(doc));
+    renameSync(`${snapshotPath}.tmp`, snapshotPath);
+    await eventually(async () => (await stateOf()) === 'up', 'late comes up with the new snapshot');
+    const r = await agent('client').connect({ host: pod('late').ip, port: APP_PORT, bytes: 50_000 });
+    if (!isLanding(r)) return t.fail(`connect failed: ${JSON.stringify(r)}`);
+    t.equal(r.landing.sha256, r.sentSha256, 'traffic reaches it');
+    t.equal(r.landing.remote.address, pod('client').ip);
   });
 
   await t.test('policy denial is seen by an unmodified client and counted at the destination', async (t) => {
