@@ -112,7 +112,7 @@ t.test('in-pod mode on a two-node netns cluster', async (t) => {
       p.cni.close();
     }
   });
-  const n1 = startProxy('node1', { ZTUNNEL_WORKER_THREADS: '2' });
+  const n1 = startProxy('node1', { ZTUNNEL_WORKER_THREADS: '2', UNSTABLE_ENABLE_SOCKS5: 'true' });
   const n2 = startProxy('node2', { ZTUNNEL_WORKER_THREADS: '1', ZTUNNEL_NATIVE_RELAY: 'false' });
   t.teardown(() => {
     if (t.passing()) return;
@@ -150,6 +150,16 @@ t.test('in-pod mode on a two-node netns cluster', async (t) => {
     t.equal(r.landing.listener, 'server');
     t.equal(r.landing.remote.address, pod('client').ip, 'the server sees the client pod IP');
     t.equal(r.landing.local.address, pod('server').ip);
+  });
+
+  await t.test('SOCKS5 inside the pod (:15080) tunnels as the pod', async (t) => {
+    const client = resolve(__dirname, '../../src/proxy/socks5-client.js');
+    const script = `require(${JSON.stringify(client)}).socksConnect({host:'127.0.0.1',port:15080},'127.0.0.1',{host:'${pod('server').ip}',port:${APP_PORT}}).then(s=>{let b='';s.on('data',d=>b+=d);s.on('end',()=>process.stdout.write(b));s.resume();s.end('via-socks')},e=>process.stdout.write(JSON.stringify({error:String(e)})))`;
+    const r = await cluster.exec(pod('client'), [process.execPath, '-e', script]);
+    const landing = JSON.parse(r.stdout || '{}') as { listener?: string; remote?: { address: string }; bytes?: number };
+    t.equal(landing.listener, 'server', `reached the server: ${r.stdout}${r.stderr}`);
+    t.equal(landing.remote?.address, pod('client').ip, 'as the client pod');
+    t.equal(landing.bytes, 'via-socks'.length);
   });
 
   await t.test('same node: client → local pod', async (t) => {
