@@ -61,7 +61,7 @@ function httpTable(w: WorkloadResult): string[] {
   const dss = (direct?.samples ?? []) as HttpSample[];
   const d = { rps: median(dss.map((s) => s.reqPerSec)), p50: median(dss.map((s) => s.p50)), p99: median(dss.map((s) => s.p99)) };
   const out = [
-    '| path | req/s | × direct | p50 ms | p90 ms | p99 ms | +p50 / +p99 ms over direct | proxy cpu-s per 1k req (sum; per process) | proxy vCPU | hop cpu-s per 1k | peak RSS MiB | errors |',
+    '| path | req/s (conn/s) | × direct | p50 ms | p90 ms | p99 ms | +p50 / +p99 ms over direct | proxy cpu-s per 1k req (sum; per process) | proxy vCPU | hop cpu-s per 1k | peak RSS MiB | errors |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const v of w.variants) {
@@ -74,7 +74,7 @@ function httpTable(w: WorkloadResult): string[] {
     const vcpu = procCosts(ss, (cpu, s) => cpu / s.seconds);
     const errs = ss.reduce((a, s) => a + s.errors + s.non2xx, 0);
     const isDirect = v.key === 'direct';
-    out.push(`| ${v.label} | ${f(rps, 0)} | ${f(rps / d.rps)} | ${f(p50)} | ${f(p90)} | ${f(p99)} | ${isDirect ? '–' : `${f(p50 - d.p50)} / ${f(p99 - d.p99)}`} | ${isDirect ? '–' : `${f(c.sum, 3)}${c.per ? ` (${c.per})` : ''}`} | ${isDirect ? '–' : f(vcpu.sum, 3)} | ${f(c.hop, 3)} | ${c.rss} | ${errs} |`);
+    out.push(`| ${v.label} | ${f(rps, 0)} | ${f(rps / d.rps)} | ${f(p50, 3)} | ${f(p90, 3)} | ${f(p99, 3)} | ${isDirect ? '–' : `${f(p50 - d.p50, 3)} / ${f(p99 - d.p99, 3)}`} | ${isDirect ? '–' : `${f(c.sum, 3)}${c.per ? ` (${c.per})` : ''}`} | ${isDirect ? '–' : f(vcpu.sum, 3)} | ${f(c.hop, 3)} | ${c.rss} | ${errs} |`);
   }
   return out;
 }

@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import autocannon from 'autocannon';
+import { load, percentileMs } from './http-client';
 import { ECHO_PORT, HTTP_PORT } from './origin';
 import { cpuSeconds, resetPeakRss, statusKiB, type Managed } from './procs';
 import { IPERF_PORT, type Variant } from './topology';
@@ -60,6 +61,7 @@ export function iperf(v: Variant, secs: number, streams: number): Promise<IperfS
 }
 
 export interface HttpSample {
+  readonly client: 'autocannon' | 'node';
   readonly reqPerSec: number;
   readonly requests: number;
   readonly seconds: number;
@@ -80,8 +82,22 @@ export interface HttpOpts {
   readonly newConnEach?: boolean;
 }
 
+/**
+ * Max rate: autocannon. Fixed rate and new-connection-per-request: bench/lib/http-client.ts
+ * (sub-millisecond latencies; autocannon's are whole milliseconds, and its reconnectRate does not
+ * count the response that triggers each reconnect).
+ */
 export function http(v: Variant, o: HttpOpts): Promise<HttpSample> {
   const t = v.target(HTTP_PORT);
+  if (o.rate !== undefined || o.newConnEach) {
+    return withCosts(v, () => load({ ...t, seconds: o.seconds, concurrency: o.connections, rate: o.rate, newConnEach: o.newConnEach })).then(({ value: r, costs }) => {
+      const sorted = [...r.latUs].sort((a, b) => a - b);
+      return {
+        client: 'node' as const, reqPerSec: r.requests / r.seconds, requests: r.requests, seconds: r.seconds,
+        p50: percentileMs(sorted, 50), p90: percentileMs(sorted, 90), p99: percentileMs(sorted, 99), errors: r.errors, non2xx: 0, costs,
+      };
+    });
+  }
   return withCosts(v, () => new Promise<autocannon.Result>((res, rej) => {
     const opts: autocannon.Options = {
       url: `http://${t.host}:${t.port}/`,
@@ -89,9 +105,6 @@ export function http(v: Variant, o: HttpOpts): Promise<HttpSample> {
       duration: o.seconds,
       pipelining: 1,
       timeout: 5,
-      ...(o.rate !== undefined ? { overallRate: o.rate } : {}),
-      // reconnectRate 1: autocannon closes and reopens its connection after every response
-      ...(o.newConnEach ? { reconnectRate: 1 } : {}),
     };
     const kill = setTimeout(() => rej(new Error(`autocannon (${v.label}) did not finish within ${o.seconds + 30} s`)), (o.seconds + 30) * 1000);
     autocannon(opts, (err, result) => {
@@ -99,7 +112,8 @@ export function http(v: Variant, o: HttpOpts): Promise<HttpSample> {
       if (err) rej(err);
       else res(result);
     });
-  })).then(({ value: r, costs }) => ({
+  })).then(({ value: r, costs }): HttpSample => ({
+    client: 'autocannon',
     reqPerSec: r.requests.total / r.duration,
     requests: r.requests.total,
     seconds: r.duration,
@@ -150,7 +164,7 @@ export async function idleTunnels(v: Variant, n: number): Promise<IdleSample> {
   try {
     // warm: pools and TLS sessions exist before the baseline reading
     sockets.push(await openTunnel(v));
-    await sleep(1000);
+    await sleep(2000);
     const before = procs.map((p) => statusKiB(p.m.pid, 'VmRSS') ?? NaN);
     const { costs } = await withCosts(v, async () => {
       const deadline = Date.now() + 60_000;
@@ -159,7 +173,7 @@ export async function idleTunnels(v: Variant, n: number): Promise<IdleSample> {
         const batch = Math.min(50, n + 1 - sockets.length);
         sockets.push(...(await Promise.all(Array.from({ length: batch }, () => openTunnel(v)))));
       }
-      await sleep(2000);
+      await sleep(3000);
     });
     const after = procs.map((p) => statusKiB(p.m.pid, 'VmRSS') ?? NaN);
     return { tunnels: n, perTunnelBytes: procs.map((p, i) => ({ role: p.role, bytes: ((after[i]! - before[i]!) * 1024) / n })), costs };
