@@ -16,8 +16,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { haproxyBinary, stunnelBinary, toolVersion } from './lib/baselines';
-import { summariseProfiles, type ProfileSummary } from './lib/profile';
-import { ProcSet } from './lib/procs';
+import { perfRecord, summariseProfiles, type ProfileSummary } from './lib/profile';
+import { findBinary, ProcSet } from './lib/procs';
 import { markdown, type WorkloadKind, type WorkloadResult } from './lib/report';
 import { PROFILE_PAIR, pairRoutes, startHop, startTopology, VARIANT_LABELS, type Variant, type VariantKey } from './lib/topology';
 import { http, idleTunnels, iperf, type HttpSample, type IdleSample, type IperfSample } from './lib/workloads';
@@ -130,26 +130,37 @@ function micro(o: Options, log: (s: string) => void): Array<{ name: string; comm
   });
 }
 
-async function profileRun(o: Options, procs: ProcSet, dir: string, snapshotPath: string, caDir: string, log: (s: string) => void): Promise<ProfileSummary> {
+type ProfileResult = ProfileSummary & { gbps: number; perf: Awaited<ReturnType<typeof perfRecord>> };
+
+async function profileRun(o: Options, procs: ProcSet, dir: string, snapshotPath: string, caDir: string, log: (s: string) => void): Promise<ProfileResult> {
   const profDir = join(dir, 'cpuprof');
   mkdirSync(profDir);
   log('profile: proxy A under --cpu-prof, iperf3 1 stream through HBONE');
   const pair = await startPair(procs, { ...PROFILE_PAIR, nodeArgsA: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] }, snapshotPath, caDir);
   const hop = await startHop(procs, pair.addrs.client.replace(/\.1$/, '.2'), pairRoutes('prof', pair, false), 'profile hop');
   const v: Variant = { key: 'zt-hbone-w1', label: 'profile', target: (port) => ({ host: pair.addrs.client.replace(/\.1$/, '.2'), port: hop.ports[`prof:${port}`]! }), proxies: [{ role: 'A', m: pair.a }], hop: hop.m };
-  const s = await iperf(v, Math.max(o.iperfTime, 5), 1);
+  const secs = Math.max(o.iperfTime, 5);
+  const from = Number(process.hrtime.bigint() / 1000n);
+  // perf samples the middle of the load (start-up and the tail left out)
+  const perf = findBinary('perf') ? perfRecord(pair.a.pid, Math.max(1, secs - 2), join(dir, 'perf.data')) : Promise.resolve({ error: 'perf not installed' });
+  const s = await iperf(v, secs, 1);
+  const to = Number(process.hrtime.bigint() / 1000n);
+  const perfOut = await perf;
   log(`profile: ${s.gbps.toFixed(2)} Gbit/s; stopping A so it writes its profiles`);
   await procs.terminate(pair.a, 15_000);
-  return summariseProfiles(profDir);
+  return { ...summariseProfiles(profDir, { from, to }), gbps: s.gbps, perf: perfOut };
 }
 
-function profileMarkdown(p: ProfileSummary): string {
+function profileMarkdown(p: ProfileResult): string {
   return [
-    `### Profile: proxy A (HBONE client side), iperf3 1 stream — ${p.files.length} profile(s) (main thread + workers), ${(p.busyMs / 1000).toFixed(1)} s busy of ${(p.totalMs / 1000).toFixed(1)} s sampled`,
+    `### Profile: proxy A (HBONE client side), iperf3 1 stream at ${p.gbps.toFixed(2)} Gbit/s — ${p.files.length} profile(s) (main thread + workers; ${p.windowed}), ${(p.busyMs / 1000).toFixed(1)} s busy of ${(p.totalMs / 1000).toFixed(1)} s sampled`,
     '', '| category | self time | share |', '|---|---|---|',
     ...p.categories.map((c) => `| ${c.category} | ${(c.ms / 1000).toFixed(2)} s | ${(c.share * 100).toFixed(1)} % |`),
     '', '| top self-time functions (busy time) | where | self ms | share of busy |', '|---|---|---|---|',
     ...p.top.map((r) => `| ${r.fn} | ${r.where} | ${r.selfMs.toFixed(0)} | ${(r.share * 100).toFixed(1)} % |`), '',
+    ...('error' in p.perf
+      ? [`perf: ${p.perf.error}`, '']
+      : ['`perf record -F 499 -p <proxy A>` (all threads), self time by object, then by object and symbol:', '', '```', ...p.perf.byDso, '', ...p.perf.bySym, '```', '']),
   ].join('\n');
 }
 
@@ -163,6 +174,10 @@ async function main(): Promise<void> {
     throw new Error('iperf3 is not installed: apt-get install -y iperf3');
   }
   const ws = workloads(o);
+  // rough wall-time estimate (per-step overheads measured on the 2-vCPU machine) so a long run says so up front
+  const estimate = 30 + ws.reduce((a, w) => a + (w.once ? 12 * w.variants.length : o.reps * w.variants.length * (w.kind === 'iperf' ? o.iperfTime + 1.5 : o.httpTime + 0.7)), 0)
+    + (o.suites.includes('profile') ? Math.max(o.iperfTime, 5) + 15 : 0) + (o.suites.includes('micro') ? (o.quick ? 15 : 90) : 0);
+  log(`suites ${o.suites.join(',')}, ${o.reps} rep(s): expect about ${(estimate / 60).toFixed(1)} min`);
   const needed = new Set<VariantKey>(ws.flatMap((w) => w.variants));
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-bench-'));
   // a generous bound on every process's life: the whole run plus slack (see ProcSet)

@@ -34,7 +34,8 @@ export interface WorkloadResult {
 function procCosts<S extends { costs: Costs }>(ss: readonly S[], perUnit: (cpu: number, s: S) => number): { sum: number; per: string; hop: number; rss: string } {
   const roles = ss[0]?.costs.proxies.map((p) => p.role) ?? [];
   const per = roles.map((role) => ({ role, v: median(ss.map((s) => perUnit(s.costs.proxies.find((p) => p.role === role)!.cpuSec, s))) }));
-  const sum = median(ss.map((s) => perUnit(s.costs.proxies.reduce((a, p) => a + p.cpuSec, 0), s)));
+  // no proxy process (direct, hop only): no proxy cost to show
+  const sum = roles.length === 0 ? NaN : median(ss.map((s) => perUnit(s.costs.proxies.reduce((a, p) => a + p.cpuSec, 0), s)));
   const hop = median(ss.map((s) => (s.costs.hop ? perUnit(s.costs.hop.cpuSec, s) : NaN)));
   const rss = roles.map((role) => mib(Math.max(...ss.map((s) => s.costs.proxies.find((p) => p.role === role)!.peakRssKiB)))).join(' + ');
   return { sum, per: per.length > 1 ? per.map((p) => `${p.role} ${f(p.v)}`).join(', ') : '', hop, rss: rss || '–' };
@@ -88,7 +89,7 @@ function idleTable(w: WorkloadResult): string[] {
     const proxies = per.filter((p) => p.role !== 'hop');
     const total = proxies.reduce((a, p) => a + p.b, 0);
     const rss = procCosts(ss, (cpu) => cpu).rss;
-    out.push(`| ${v.label} | ${ss[0]?.tunnels ?? 0} | ${per.map((p) => `${p.role} ${f(p.b / 1024, 1)} KiB`).join(', ')} | ${f(total / 1024, 1)} KiB | ${rss} |`);
+    out.push(`| ${v.label} | ${ss[0]?.tunnels ?? 0} | ${per.map((p) => `${p.role} ${f(p.b / 1024, 1)} KiB`).join(', ')} | ${proxies.length ? `${f(total / 1024, 1)} KiB` : '–'} | ${rss} |`);
   }
   return out;
 }
