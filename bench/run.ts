@@ -180,8 +180,8 @@ async function main(): Promise<void> {
   log(`suites ${o.suites.join(',')}, ${o.reps} rep(s): expect about ${(estimate / 60).toFixed(1)} min`);
   const needed = new Set<VariantKey>(ws.flatMap((w) => w.variants));
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-bench-'));
-  // a generous bound on every process's life: the whole run plus slack (see ProcSet)
-  const procs = new ProcSet(60 * 60);
+  // a bound on every process's life, whatever happens to this one: twice the estimate plus slack
+  const procs = new ProcSet(Math.ceil(Math.max(600, 2 * estimate + 300)));
   const result: Record<string, unknown> = { machine: machine(), options: o, workloads: [] as WorkloadResult[] };
   const md: string[] = [];
   try {
