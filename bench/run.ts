@@ -140,6 +140,8 @@ async function profileRun(o: Options, procs: ProcSet, dir: string, snapshotPath:
   const hop = await startHop(procs, pair.addrs.client.replace(/\.1$/, '.2'), pairRoutes('prof', pair, false), 'profile hop');
   const v: Variant = { key: 'zt-hbone-w1', label: 'profile', target: (port) => ({ host: pair.addrs.client.replace(/\.1$/, '.2'), port: hop.ports[`prof:${port}`]! }), proxies: [{ role: 'A', m: pair.a }], hop: hop.m };
   const secs = Math.max(o.iperfTime, 5);
+  // warm first (certificate issuance, TLS contexts, HBONE pool, JIT): the window shows steady state
+  await iperf(v, 1, 1);
   const from = Number(process.hrtime.bigint() / 1000n);
   // perf samples the middle of the load (start-up and the tail left out)
   const perf = findBinary('perf') ? perfRecord(pair.a.pid, Math.max(1, secs - 2), join(dir, 'perf.data')) : Promise.resolve({ error: 'perf not installed' });

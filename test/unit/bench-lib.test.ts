@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { createServer } from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +76,7 @@ t.test('/proc readings of this process', async (t) => {
 
 t.test('profile summary counts only samples inside the load window', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-bench-prof-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const frame = (id: number, functionName: string, url: string) => ({ id, callFrame: { functionName, url, lineNumber: 0 } });
   writeFileSync(join(dir, 'a.cpuprofile'), JSON.stringify({
     startTime: 1_000_000,
