@@ -3,7 +3,7 @@
 // outbound sockets with kernel options that Node then connects.
 import t from 'tap';
 import { once } from 'node:events';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -11,6 +11,7 @@ import { isProxyError } from '../../src/errors';
 import { loadNative } from '../../src/native/addon';
 import { connectSocket } from '../../src/native/connect';
 import { checkNative, errnoError } from '../../src/native/errno';
+import { adoptListener, closeServer } from '../helpers/native-fixtures';
 import { loopbackBlock } from '../helpers/loopback';
 
 const net = loopbackBlock(4, 1);
@@ -38,17 +39,6 @@ function thrown(fn: () => unknown): unknown {
     return err;
   }
   throw new Error('expected a throw');
-}
-
-async function listenFd(fd: number, onConn: (s: Socket) => void = (s) => s.resume()): Promise<Server> {
-  const srv = createServer(onConn);
-  srv.listen({ fd });
-  await once(srv, 'listening');
-  return srv;
-}
-
-function closeServer(srv: Server): Promise<void> {
-  return new Promise((r) => srv.close(() => r()));
 }
 
 t.test('errnoError / checkNative build Node-shaped errors', async (t) => {
@@ -131,7 +121,7 @@ t.test('listen: Node adopts the fd; flags, port 0 and EADDRINUSE', async (t) => 
   const l = native.listen({ host: net.ip(2), port: 0, backlog: 16, reusePort: false });
   t.ok(l.port > 0, 'bound port reported for port 0');
   t.match(native.socketInfo(l.fd), { family: 4, reuseAddr: 1, reusePort: 0, nonBlocking: 1, cloexec: 1 });
-  const srv = await listenFd(l.fd, (s) => s.end('hello'));
+  const srv = await adoptListener(l.fd, (s) => s.end('hello'));
   t.match(srv.address(), { address: net.ip(2), port: l.port });
   const c = connect(l.port, net.ip(2));
   c.setEncoding('utf8');
@@ -183,7 +173,7 @@ t.test('listen with reusePort twice on one address, in two worker_threads: both 
 t.test('originalDst on a socket that was not redirected: Node-style getsockopt error', async (t) => {
   const l = native.listen({ host: net.ip(4), port: 0, backlog: 4, reusePort: false });
   const accepted = new Promise<Socket>((r) => {
-    void listenFd(l.fd, r).then((srv) => t.teardown(() => closeServer(srv)));
+    void adoptListener(l.fd, r).then((srv) => t.teardown(() => closeServer(srv)));
   });
   const c = connect(l.port, net.ip(4));
   const s = await accepted;

@@ -6,11 +6,12 @@ import t from 'tap';
 import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, openSync, readlinkSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import { isProxyError } from '../../src/errors';
 import { loadNative } from '../../src/native/addon';
 import { connectSocket } from '../../src/native/connect';
+import { adoptListener, closeServer, thrown } from '../helpers/native-fixtures';
 import { loopbackBlock } from '../helpers/loopback';
 
 // Inside the namespace, 127.4.3.x is on that namespace's own lo; in the test's namespace the same
@@ -49,26 +50,6 @@ function makeNetns(t: tap.Test): { name: string; fd: number } {
 
 const threadNs = (): string => readlinkSync('/proc/thread-self/ns/net');
 
-async function adopt(fd: number, onConn: (s: Socket) => void): Promise<Server> {
-  const srv = createServer(onConn);
-  srv.listen({ fd });
-  await once(srv, 'listening');
-  return srv;
-}
-
-function closeServer(srv: Server): Promise<void> {
-  return new Promise((r) => srv.close(() => r()));
-}
-
-function thrown(fn: () => unknown): NodeJS.ErrnoException {
-  try {
-    fn();
-  } catch (err) {
-    return err as NodeJS.ErrnoException;
-  }
-  throw new Error('expected a throw');
-}
-
 /** Connects from this thread's namespace; resolves with what the server said or the error code. */
 function talk(host: string, port: number, sock?: Socket): Promise<string> {
   return new Promise((resolve) => {
@@ -97,7 +78,7 @@ t.test('listen with netnsFd: the listener lives in the namespace, with its optio
   t.equal(l2.port, l.port, 'both listeners share the port');
   native.close(l2.fd);
   // ... and not in a namespace where the address is free: the same port in ours is unused.
-  const srv = await adopt(l.fd, (s) => s.end('from-pod'));
+  const srv = await adoptListener(l.fd, (s) => s.end('from-pod'));
   t.teardown(() => closeServer(srv));
   t.equal(await talk(net.ip(1), l.port), 'error:ECONNREFUSED', 'not reachable from the test namespace');
 

@@ -11,21 +11,13 @@ import { Worker } from 'node:worker_threads';
 import { isProxyError } from '../../src/errors';
 import { loadNative } from '../../src/native/addon';
 import { SeqpacketServer, SeqpacketSocket, type SeqpacketCloseInfo } from '../../src/native/seqpacket';
+import { thrown } from '../helpers/native-fixtures';
 
 const native = loadNative();
 const dir = mkdtempSync(join(tmpdir(), 'zt-sp-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 let seq = 0;
 const sockPath = (): string => join(dir, `s${seq++}.sock`);
-
-function thrown(fn: () => unknown): NodeJS.ErrnoException {
-  try {
-    fn();
-  } catch (err) {
-    return err as NodeJS.ErrnoException;
-  }
-  throw new Error('expected a throw');
-}
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
