@@ -28,6 +28,7 @@ import type { Snapshot } from './state/snapshot';
 import { loadNative, type NativeApi } from './native/addon';
 import { startJsRelay, startRelay, type RelayHandle, type RelayResult } from './native/relay';
 import type { Socket } from 'node:net';
+import { ConnectionLimit, refusalLogger } from './net/conn-limit';
 import type { SnapshotListener } from './state/store';
 
 /** What the data plane reads snapshots from: the main thread's SnapshotStore or a worker's SnapshotMirror. */
@@ -53,6 +54,11 @@ export interface DataPlaneDeps {
   readonly events?: ConnEvents;
   /** Metrics/access-log hooks of the outbound entry (reporter=source). */
   readonly outboundObserver?: OutboundObserver;
+  /**
+   * Worker threads: this worker's handle on the process-wide ZTUNNEL_MAX_CONNECTIONS budget the
+   * supervisor shares. Absent: the data plane makes its own from config.maxConnections.
+   */
+  readonly connectionLimit?: ConnectionLimit | null;
 }
 
 export interface DataPlane {
@@ -90,6 +96,12 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
   const h2 = h2SettingsFrom(config);
   const connections = new ConnectionManager({ log });
   const connect = tcpConnect();
+  const limit =
+    deps.connectionLimit !== undefined ? deps.connectionLimit
+    : config.maxConnections !== null ? new ConnectionLimit(ConnectionLimit.create(config.maxConnections, 1), 0)
+    : null;
+  // one logger for both listener kinds, so a flood on either is summarised in one place
+  const onLimitRefused = limit !== null ? refusalLogger(log, limit) : undefined;
   const hbone = new HboneServer<Snapshot>({
     snapshot: () => store.current,
     authorize,
@@ -98,6 +110,9 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     log,
     h2,
     events: deps.events,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    connectionLimit: limit,
+    onLimitRefused,
   });
   const client = new HboneClient({
     h2,
@@ -142,6 +157,8 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       log,
       relaySockets,
       observer: deps.outboundObserver,
+      connectionLimit: limit,
+      onLimitRefused,
     });
     const { host, port } = config.socks5Addr;
     const bound = await socks5.listen(host, port, { fd: deps.listenFd?.(host, port) });

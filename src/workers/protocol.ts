@@ -14,6 +14,7 @@ import type { WorkloadCert } from '../identity/workload-cert';
 import type { Identity } from '../identity/spiffe';
 import type { LogLevelName } from '../logging/logger';
 import type { BoundAddress } from '../net/listener';
+import type { ConnectionLimitState } from '../net/conn-limit';
 
 export interface SnapshotMessage {
   readonly type: 'snapshot';
@@ -23,7 +24,15 @@ export interface SnapshotMessage {
 }
 
 export type MainToWorker =
-  | { readonly type: 'init'; readonly workerId: number; readonly config: Config; readonly snapshot: SnapshotMessage; readonly certs: readonly WorkloadCert[] }
+  | {
+      readonly type: 'init';
+      readonly workerId: number;
+      readonly config: Config;
+      readonly snapshot: SnapshotMessage;
+      readonly certs: readonly WorkloadCert[];
+      /** The process-wide ZTUNNEL_MAX_CONNECTIONS counter (shared memory); null = no limit. */
+      readonly limit: ConnectionLimitState | null;
+    }
   | SnapshotMessage
   | { readonly type: 'cert'; readonly cert: WorkloadCert }
   | { readonly type: 'forget-cert'; readonly identity: Identity }
