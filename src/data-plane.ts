@@ -32,6 +32,7 @@ import type { Snapshot } from './state/snapshot';
 import { loadNative, type NativeApi } from './native/addon';
 import { startJsRelay, startRelay, type RelayHandle, type RelayResult } from './native/relay';
 import type { Socket } from 'node:net';
+import { ConnectionLimit, refusalLogger } from './net/conn-limit';
 import type { SnapshotListener } from './state/store';
 
 /** What the data plane reads snapshots from: the main thread's SnapshotStore or a worker's SnapshotMirror. */
@@ -57,6 +58,11 @@ export interface DataPlaneDeps {
   readonly events?: ConnEvents;
   /** Metrics/access-log hooks of the outbound entry (reporter=source). */
   readonly outboundObserver?: OutboundObserver;
+  /**
+   * Worker threads: this worker's handle on the process-wide ZTUNNEL_MAX_CONNECTIONS budget the
+   * supervisor shares. Absent: the data plane makes its own from config.maxConnections.
+   */
+  readonly connectionLimit?: ConnectionLimit | null;
 }
 
 export interface DataPlane {
@@ -104,6 +110,12 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     const pod = inpod?.socketOptionsFor(t.ip);
     return pod ? podInboundSocket(pod, t.ip, t.port, c.srcIp) : openLoopbackAware(t, c);
   });
+  const limit =
+    deps.connectionLimit !== undefined ? deps.connectionLimit
+    : config.maxConnections !== null ? new ConnectionLimit(ConnectionLimit.create(config.maxConnections, 1), 0)
+    : null;
+  // one logger for both listener kinds, so a flood on either is summarised in one place
+  const onLimitRefused = limit !== null ? refusalLogger(log, limit) : undefined;
   const hbone = new HboneServer<Snapshot>({
     snapshot: () => store.current,
     authorize,
@@ -112,6 +124,9 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     log,
     h2,
     events: deps.events,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    connectionLimit: limit,
+    onLimitRefused,
   });
   const client = new HboneClient({
     h2,
@@ -155,7 +170,7 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     } catch (err) {
       throw new ProxyError('ERR_INPOD_NATIVE', `INPOD_ENABLED=true needs the native addon (listeners inside pod network namespaces): ${(err as Error).message}`, { cause: err });
     }
-    inpod = new InpodPlane({ config, native: addon, snapshot: () => store.current, certs, hbone, client, connections, relaySockets, log, events: deps.events, observer: deps.outboundObserver });
+    inpod = new InpodPlane({ config, native: addon, snapshot: () => store.current, certs, hbone, client, connections, relaySockets, log, events: deps.events, observer: deps.outboundObserver, connectionLimit: limit, onLimitRefused });
   }
 
   let socks5: Socks5Server | null = null;
@@ -167,6 +182,8 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       log,
       relaySockets,
       observer: deps.outboundObserver,
+      connectionLimit: limit,
+      onLimitRefused,
     });
     const { host, port } = config.socks5Addr;
     const bound = await socks5.listen(host, port, { fd: deps.listenFd?.(host, port) });

@@ -17,6 +17,11 @@ void runCli(process.argv.slice(2), {
 }).then(
   (code) => {
     process.exitCode = code;
+    // Exit explicitly once stdout/stderr are flushed instead of letting the process end on its own:
+    // after HTTP/2 streams were reset by peers, Node 20's exit cleanup (Environment::CleanupHandles)
+    // can spin at 100% CPU forever (nodejs/node#47748), so a drained proxy would never exit
+    // before the SIGKILL. Found by test/integration/overload.test.ts's harness.
+    process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
   },
   (err: unknown) => {
     process.stderr.write(`ztunnel-ts: ${(err as Error)?.stack ?? String(err)}\n`);

@@ -87,6 +87,10 @@ export interface Config {
   readonly keepalive: KeepaliveSettings;
   /** How long a drain waits for live connections before closing them. */
   readonly terminationDeadlineMs: number;
+  /** ZTUNNEL_MAX_CONNECTIONS: concurrent proxied connections of the whole process; null = no limit. */
+  readonly maxConnections: number | null;
+  /** ZTUNNEL_HANDSHAKE_TIMEOUT: deadline of the inbound HBONE TLS handshake. */
+  readonly handshakeTimeoutMs: number;
   readonly log: LogSettings;
 }
 
@@ -102,6 +106,9 @@ const DEFAULT_INPOD_UDS = '/var/run/ztunnel/ztunnel.sock';
 const DEFAULT_PACKET_MARK = 1337;
 const DEFAULT_KEEPALIVE_MS = 180_000;
 const DEFAULT_KEEPALIVE_RETRIES = 9;
+// ours (ztunnel has no such variables): Node's tls default of 120 s lets a peer that never finishes
+// its handshake hold a connection far too long
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 const MiB = 1024 * 1024;
 
 // Node's timers overflow past 2^31-1 ms (~24.8 days) and then fire after 1 ms: a deadline or
@@ -210,6 +217,9 @@ export function parseConfig(env: Env, facts: { logicalCpus: number }): Config {
       retries: r.read('KEEPALIVE_RETRIES', integerParser(1, 127), DEFAULT_KEEPALIVE_RETRIES),
     },
     terminationDeadlineMs,
+    // the counter is an Int32 shared by every worker (src/net/conn-limit.ts)
+    maxConnections: r.read<number | null>('ZTUNNEL_MAX_CONNECTIONS', integerParser(1, 2 ** 31 - 1, 'a whole number of connections'), null),
+    handshakeTimeoutMs: r.read('ZTUNNEL_HANDSHAKE_TIMEOUT', durationParser(1, MAX_TIMER_MS), DEFAULT_HANDSHAKE_TIMEOUT_MS),
     log: {
       format: r.read('LOG_FORMAT', oneOf(['plain', 'json'] as const), 'plain'),
       level: filter.level,

@@ -67,6 +67,8 @@ export function toConfigDump(config: Config): Record<string, unknown> {
       keepaliveEnabled: config.keepalive.enabled,
     },
     selfTerminationDeadline: duration(config.terminationDeadlineMs),
+    maxConnections: config.maxConnections,
+    handshakeTimeout: duration(config.handshakeTimeoutMs),
     logging: { format: config.log.format, filter: formatLogFilter(config.log) },
   };
 }

@@ -50,6 +50,8 @@ const rows: EnvVar[] = [
   { name: 'KEEPALIVE_TIME', default: '180s', meaning: 'Idle time before the first keepalive probe (1s..32767s).' },
   { name: 'KEEPALIVE_INTERVAL', default: '180s', meaning: 'Time between keepalive probes (1s..32767s).' },
   { name: 'KEEPALIVE_RETRIES', default: '9', meaning: 'Unanswered probes before the connection is dropped (1..127).' },
+  { name: 'ZTUNNEL_MAX_CONNECTIONS', default: '(unset: no limit)', meaning: 'Concurrent proxied connections (accepted on HBONE :15008 and SOCKS5) of the whole process, shared by all worker threads; a connection over the limit is reset at once and a warning logged. An HBONE connection counts once, whatever its streams.' },
+  { name: 'ZTUNNEL_HANDSHAKE_TIMEOUT', default: '10s', meaning: 'Deadline of the mTLS handshake of an inbound HBONE connection (:15008); a client that has not finished it by then is disconnected.' },
   // shutdown
   { name: 'CONNECTION_TERMINATION_DEADLINE', default: '5s', meaning: 'How long a drain lets live connections finish before closing them. Wins over TERMINATION_GRACE_PERIOD_SECONDS.' },
   { name: 'TERMINATION_GRACE_PERIOD_SECONDS', default: '(unset)', meaning: "The pod's terminationGracePeriodSeconds; when set (and no explicit deadline) the deadline is secs-5 if secs > 10, else secs-1, at least 1s." },

@@ -31,6 +31,7 @@ import { podName, type InpodPod, type PodState } from './pod';
 import { podInboundSocket, podOutboundSocket, podTunnelSocket, type PodSocketOptions } from './pod-sockets';
 import { serveInbound, serveOutbound, type LiveRelay, type PodContext, type PodTrafficDeps } from './pod-traffic';
 import { createServer } from 'node:net';
+import type { ConnectionLimit } from '../net/conn-limit';
 
 export interface InpodPlaneDeps {
   readonly config: Config;
@@ -44,6 +45,9 @@ export interface InpodPlaneDeps {
   readonly log: Logger;
   readonly events?: ConnEvents;
   readonly observer?: OutboundObserver;
+  /** ZTUNNEL_MAX_CONNECTIONS, shared with the other listeners; null = no limit. */
+  readonly connectionLimit?: ConnectionLimit | null;
+  readonly onLimitRefused?: (socket: Socket) => void;
 }
 
 interface RunningPod {
@@ -200,10 +204,11 @@ export class InpodPlane {
       live,
     };
     try {
-      const out = new Listener(`inpod outbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveOutbound(this.traffic, ctx, s)));
+      const limits = { limit: this.deps.connectionLimit, onRefused: this.deps.onLimitRefused };
+      const out: Listener = new Listener(`inpod outbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveOutbound(this.traffic, ctx, s, out)), limits);
       rp.listeners.push(out);
       await out.listen(ANY[family], OUTBOUND_PORT, { fd: listenFd(OUTBOUND_PORT, false) });
-      const inb = new Listener(`inpod inbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveInbound(this.traffic, ctx, s, INBOUND_PLAINTEXT_PORT)));
+      const inb: Listener = new Listener(`inpod inbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveInbound(this.traffic, ctx, s, INBOUND_PLAINTEXT_PORT, inb)), limits);
       rp.listeners.push(inb);
       await inb.listen(ANY[family], INBOUND_PLAINTEXT_PORT, { fd: listenFd(INBOUND_PLAINTEXT_PORT, true) });
       const id = identityOf(w);
@@ -217,6 +222,8 @@ export class InpodPlane {
           relaySockets: this.deps.relaySockets,
           observer: this.deps.observer,
           source: () => ctx.workload(),
+          connectionLimit: this.deps.connectionLimit,
+          onLimitRefused: this.deps.onLimitRefused,
         });
         const port = config.socks5Addr.port;
         await rp.socks5.listen('127.0.0.1', port, { fd: listenFd(port, false, '127.0.0.1') });

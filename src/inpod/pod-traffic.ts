@@ -20,6 +20,7 @@ import { authorize } from '../authz/authorize';
 import { SELF_PORTS } from '../config/ports';
 import { ProxyError } from '../errors';
 import type { NativeApi } from '../native/addon';
+import type { Listener } from '../net/listener';
 import { joinHostPort, normalizeIp } from '../net/ip';
 import { parseBaggage } from '../proxy/baggage';
 import type { ByteCounts, ConnectionManager } from '../proxy/connection-manager';
@@ -78,13 +79,17 @@ function relayPod(
   deps: PodTrafficDeps,
   ctx: PodContext,
   client: Socket,
+  listener: Listener,
   upstream: Duplex,
   onBytes: (bytes: () => ByteCounts) => void,
 ): { live: LiveRelay; done: Promise<{ bytes: ByteCounts; reason: string }> } {
   let live: LiveRelay;
   let ended: Promise<{ aToB: number; bToA: number; reason: string }>;
   if (upstream instanceof NetSocket) {
+    // a splice relay destroys `client` while the connection lives on: it keeps its place in the limit
+    const handBack = listener.handOver(client);
     const r = deps.relaySockets(client, upstream);
+    void r.done.then(handBack);
     live = { stop: () => r.stop() };
     onBytes(() => {
       const s = r.stats();
@@ -106,7 +111,8 @@ function relayPod(
 }
 
 /** :15001 — one redirected outbound connection of the pod. Never throws. */
-export async function serveOutbound(deps: PodTrafficDeps, ctx: PodContext, client: Socket): Promise<void> {
+export async function serveOutbound(deps: PodTrafficDeps, ctx: PodContext, client: Socket, listener: Listener): Promise<void> {
+  if (client.destroyed) return; // refused by the connection limit (Listener)
   const observer = deps.observer ?? NO_OUTBOUND_OBSERVER;
   client.on('error', ignore);
   const src: Endpoint = { ip: normalizeIp(client.remoteAddress ?? '') ?? '', port: client.remotePort ?? 0 };
@@ -142,12 +148,13 @@ export async function serveOutbound(deps: PodTrafficDeps, ctx: PodContext, clien
     track.failed(new ProxyError('ERR_CONN_CLOSED', 'the client went away while the upstream was being set up'));
     return;
   }
-  const res = await relayPod(deps, ctx, client, upstream, (bytes) => track.established(bytes)).done;
+  const res = await relayPod(deps, ctx, client, listener, upstream, (bytes) => track.established(bytes)).done;
   track.closed(res.bytes, res.reason);
 }
 
 /** :15006 — one plaintext inbound connection to the pod. Never throws. */
-export async function serveInbound(deps: PodTrafficDeps, ctx: PodContext, client: Socket, listenPort: number): Promise<void> {
+export async function serveInbound(deps: PodTrafficDeps, ctx: PodContext, client: Socket, listenPort: number, listener: Listener): Promise<void> {
+  if (client.destroyed) return; // refused by the connection limit (Listener)
   client.on('error', ignore);
   const srcIp = normalizeIp(client.remoteAddress ?? '') ?? '';
   const srcPort = client.remotePort ?? 0;
@@ -202,7 +209,7 @@ export async function serveInbound(deps: PodTrafficDeps, ctx: PodContext, client
     return;
   }
   const rec: InboundConnRecord = { info, dst, baggage: parseBaggage(undefined), traceparent: null, openedAt: Date.now(), bytes: () => bytes() };
-  const { live, done } = relayPod(deps, ctx, client, upstream, (b) => (bytes = b));
+  const { live, done } = relayPod(deps, ctx, client, listener, upstream, (b) => (bytes = b));
   stop = (reason) => live.stop(reason);
   deps.events?.onOpen?.(rec);
   const res = await done;

@@ -8,6 +8,7 @@
  */
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { ProxyError } from '../errors';
+import type { ConnectionLimit } from './conn-limit';
 import { joinHostPort } from './ip';
 
 export interface BoundAddress {
@@ -17,17 +18,44 @@ export interface BoundAddress {
   readonly text: string;
 }
 
+export interface ListenerOptions {
+  /**
+   * The process-wide connection budget (ZTUNNEL_MAX_CONNECTIONS). A connection over the limit is
+   * destroyed before the server's own 'connection' handler sees it (that handler must return at
+   * once for a destroyed socket); an admitted one gives its place back when it closes.
+   */
+  readonly limit?: ConnectionLimit | null;
+  /** Called for each connection refused by `limit` (for a rate-limited log line). */
+  readonly onRefused?: (socket: Socket) => void;
+}
+
 export class Listener {
   readonly name: string;
   readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  /** Admitted sockets whose place in the limit was handed to someone else (see handOver). */
+  private readonly handedOver = new WeakSet<Socket>();
+  private readonly limit: ConnectionLimit | null;
   private bound: BoundAddress | null = null;
 
   /** `server` may be any net.Server (http, http2, tls, plain): its raw 'connection' sockets are tracked. */
-  constructor(name: string, server: Server) {
+  constructor(name: string, server: Server, opts: ListenerOptions = {}) {
     this.name = name;
     this.server = server;
-    server.on('connection', (socket: Socket) => {
+    const limit = (this.limit = opts.limit ?? null);
+    // prepended: the limit must be checked before the handler given to createServer runs
+    server.prependListener('connection', (socket: Socket) => {
+      if (limit !== null) {
+        if (!limit.tryAcquire()) {
+          opts.onRefused?.(socket); // first: the addresses are gone once the socket is destroyed
+          // RST rather than FIN: the client learns at once that nothing will be served
+          socket.resetAndDestroy();
+          return;
+        }
+        socket.once('close', () => {
+          if (!this.handedOver.has(socket)) limit.release();
+        });
+      }
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     });
@@ -49,6 +77,24 @@ export class Listener {
       if (opts.fd !== undefined) this.server.listen({ fd: opts.fd }, done);
       else this.server.listen({ host, port, backlog: opts.backlog ?? 511, exclusive: true }, done);
     });
+  }
+
+  /**
+   * The native splice relay destroys the Node socket of a connection it takes over while the
+   * connection lives on in the relay: the caller takes the socket's place in the connection
+   * limit and returns it with the function given back, once the relay is done. Call before the
+   * socket can close. No-op function when there is no limit or the socket was not admitted here.
+   */
+  handOver(socket: Socket): () => void {
+    const limit = this.limit;
+    if (limit === null || !this.sockets.has(socket) || this.handedOver.has(socket)) return () => undefined;
+    this.handedOver.add(socket);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      limit.release();
+    };
   }
 
   get address(): BoundAddress | null {

@@ -19,6 +19,7 @@ import { ProxyError } from '../errors';
 import { formatSpiffe, type Identity } from '../identity/spiffe';
 import type { WorkloadCert } from '../identity/workload-cert';
 import { normalizeIp, joinHostPort } from '../net/ip';
+import type { ConnectionLimit } from '../net/conn-limit';
 import { Listener, type BoundAddress } from '../net/listener';
 import { TlsContexts } from '../tls/contexts';
 import { INBOUND_HBONE_PORT } from '../config/ports';
@@ -30,8 +31,12 @@ import { NO_LOG, type ProxyLog } from './proxy-log';
 
 export interface HboneServerOptions<S extends WorkloadLookup> extends InboundDeps<S> {
   readonly h2?: H2Settings;
-  /** TLS handshake deadline (default 10 s). */
+  /** TLS handshake deadline (ZTUNNEL_HANDSHAKE_TIMEOUT, default 10 s). */
   readonly handshakeTimeoutMs?: number;
+  /** The process-wide connection budget (ZTUNNEL_MAX_CONNECTIONS); null/absent = no limit. */
+  readonly connectionLimit?: ConnectionLimit | null;
+  /** Called for every TCP connection refused by the limit. */
+  readonly onLimitRefused?: (socket: net.Socket) => void;
   /** Period of the keepalive timer; 0 disables it (tests). Default 1000. */
   readonly tickMs?: number;
   readonly now?: () => number;
@@ -97,7 +102,7 @@ export class HboneServer<S extends WorkloadLookup> {
     if (ip === null) throw new ProxyError('ERR_LISTEN', `HBONE listener: ${JSON.stringify(spec.ip)} is not an IP address`);
     if (this.listeners.has(ip)) throw new ProxyError('ERR_LISTENER_EXISTS', `an HBONE listener for ${ip} is already open`);
     const server = net.createServer({ allowHalfOpen: false }, (raw) => this.accept(raw, spec));
-    const listener = new Listener(`hbone ${ip}`, server);
+    const listener = new Listener(`hbone ${ip}`, server, { limit: this.opts.connectionLimit, onRefused: this.opts.onLimitRefused });
     const entry: OpenListener = { ip, listener };
     this.listeners.set(ip, entry);
     try {
@@ -150,6 +155,7 @@ export class HboneServer<S extends WorkloadLookup> {
   }
 
   private accept(raw: net.Socket, spec: WorkloadListenerSpec): void {
+    if (raw.destroyed) return; // refused by the connection limit (Listener)
     raw.setNoDelay(true);
     let cert: WorkloadCert | Promise<WorkloadCert>;
     try {

@@ -10,6 +10,7 @@ import { createServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isProxyError, ProxyError } from '../errors';
 import { normalizeIp } from '../net/ip';
+import type { ConnectionLimit } from '../net/conn-limit';
 import { Listener, type BoundAddress } from '../net/listener';
 import type { Service, Workload } from '../state/model';
 import { relay } from './copy';
@@ -38,6 +39,10 @@ export interface Socks5Deps {
    * source address is the pod's loopback, which names no workload).
    */
   readonly source?: () => Workload | undefined;
+  /** The process-wide connection budget (ZTUNNEL_MAX_CONNECTIONS); null/absent = no limit. */
+  readonly connectionLimit?: ConnectionLimit | null;
+  /** Called for every client connection refused by the limit. */
+  readonly onLimitRefused?: (socket: Socket) => void;
 }
 
 /** A running socket↔socket relay: live counters (a = client) and its end. */
@@ -81,7 +86,7 @@ export class Socks5Server {
   constructor(private readonly deps: Socks5Deps) {
     this.lookup = deps.lookup ?? systemLookup;
     const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void this.handle(s));
-    this.listener = new Listener('socks5', server);
+    this.listener = new Listener('socks5', server, { limit: deps.connectionLimit, onRefused: deps.onLimitRefused });
   }
 
   /** `fd`: an already-listening socket to adopt (SO_REUSEPORT in worker threads). */
@@ -101,6 +106,7 @@ export class Socks5Server {
   }
 
   private async handle(client: Socket): Promise<void> {
+    if (client.destroyed) return; // refused by the connection limit (Listener)
     const log = this.deps.log;
     const observer = this.deps.observer ?? NO_OUTBOUND_OBSERVER;
     client.on('error', () => undefined); // errors surface through negotiate/relay; never crash
@@ -156,7 +162,10 @@ export class Socks5Server {
     }
     client.write(encodeReply(SocksReply.SUCCEEDED));
     if (this.deps.relaySockets !== undefined && upstream instanceof Socket) {
+      // a splice relay destroys `client` while the connection lives on: it keeps its place in the limit
+      const handBack = this.listener.handOver(client);
       const r = this.deps.relaySockets(client, upstream);
+      void r.done.finally(handBack);
       track.established(() => {
         const s = r.stats();
         return { received: s.aToB, sent: s.bToA };

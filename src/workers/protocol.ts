@@ -15,6 +15,7 @@ import type { Identity } from '../identity/spiffe';
 import type { LogLevelName } from '../logging/logger';
 import type { BoundAddress } from '../net/listener';
 import type { InpodPod, PodState } from '../inpod/pod';
+import type { ConnectionLimitState } from '../net/conn-limit';
 
 export interface SnapshotMessage {
   readonly type: 'snapshot';
@@ -24,7 +25,18 @@ export interface SnapshotMessage {
 }
 
 export type MainToWorker =
-  | { readonly type: 'init'; readonly workerId: number; readonly config: Config; readonly snapshot: SnapshotMessage; readonly certs: readonly WorkloadCert[]; readonly pods: readonly InpodPod[]; readonly podSeq: number }
+  | {
+      readonly type: 'init';
+      readonly workerId: number;
+      readonly config: Config;
+      readonly snapshot: SnapshotMessage;
+      readonly certs: readonly WorkloadCert[];
+      /** The process-wide ZTUNNEL_MAX_CONNECTIONS counter (shared memory); null = no limit. */
+      readonly limit: ConnectionLimitState | null;
+      /** In-pod mode: the pods to serve, as of the last 'pods' message (podSeq; 0 = none yet). */
+      readonly pods: readonly InpodPod[];
+      readonly podSeq: number;
+    }
   /** In-pod mode: serve exactly these pods; answered by 'pods-applied' with the same seq. */
   | { readonly type: 'pods'; readonly seq: number; readonly pods: readonly InpodPod[] }
   | SnapshotMessage

@@ -29,6 +29,7 @@ import type { ConnectionDump } from '../metrics/conn-observer';
 import type { ConnectionsDump } from '../admin/config-dump';
 import type { NativeApi } from '../native/addon';
 import type { BoundAddress } from '../net/listener';
+import { ConnectionLimit, type ConnectionLimitState } from '../net/conn-limit';
 import { encodeDoc } from '../state/doc-bytes';
 import type { Snapshot } from '../state/snapshot';
 import type { SnapshotStore } from '../state/store';
@@ -95,6 +96,8 @@ export class WorkerPool {
   private fatal: ((err: Error) => void) | null = null;
   private pods: readonly InpodPod[] = [];
   private podSeq = 0;
+  /** ZTUNNEL_MAX_CONNECTIONS, shared by every worker (src/net/conn-limit.ts); null = no limit. */
+  private readonly limit: ConnectionLimitState | null;
 
   private constructor(private readonly deps: WorkerPoolDeps) {
     const { config, native } = deps;
@@ -106,6 +109,7 @@ export class WorkerPool {
       workerConfig = Object.freeze({ ...config, socks5Addr: Object.freeze({ host: config.socks5Addr.host, port }) });
     }
     this.config = workerConfig;
+    this.limit = config.maxConnections === null ? null : ConnectionLimit.create(config.maxConnections, Math.max(1, config.numWorkerThreads));
     this.known = localIdentities(deps.store.current);
   }
 
@@ -275,7 +279,7 @@ export class WorkerPool {
     const snap = this.deps.store.current;
     const certs = this.deps.certs.states().flatMap((s) => (s.cert ? [s.cert] : []));
     slot.podSeq = 0;
-    const init: MainToWorker = { type: 'init', workerId: slot.index, config: this.config, snapshot: snapshotMessage(snap.version, encodeDoc(snap.doc)), certs, pods: this.pods, podSeq: this.podSeq };
+    const init: MainToWorker = { type: 'init', workerId: slot.index, config: this.config, snapshot: snapshotMessage(snap.version, encodeDoc(snap.doc)), certs, limit: this.limit, pods: this.pods, podSeq: this.podSeq };
     worker.on('message', (msg: WorkerToMain) => this.onMessage(slot, msg));
     worker.on('error', (err) => (slot.lastError = err));
     worker.on('exit', (code) => this.onExit(slot, worker, code));
@@ -328,6 +332,8 @@ export class WorkerPool {
       p.reject(new ProxyError('ERR_WORKER_EXITED', `proxy worker ${slot.index} exited`));
     }
     slot.pending.clear();
+    // the dead worker's connections are gone with it; it cannot give their places back itself
+    if (this.limit !== null) ConnectionLimit.reclaim(this.limit, slot.index);
     this.flushWaiters();
     if (this.stopping) return;
     const err = slot.lastError;

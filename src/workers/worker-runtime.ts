@@ -21,6 +21,7 @@ import { ProxyMetrics } from '../metrics/registry';
 import { loadNative } from '../native/addon';
 import { ProxyError } from '../errors';
 import { joinHostPort } from '../net/ip';
+import { ConnectionLimit } from '../net/conn-limit';
 import { CertMirror } from './cert-mirror';
 import type { AddressList, MainToWorker, WorkerRequest, WorkerToMain } from './protocol';
 import { SnapshotMirror } from './snapshot-mirror';
@@ -55,7 +56,8 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
     certs = new CertMirror({ waitMs: CERT_WAIT_MS });
     mirror.apply(msg.snapshot);
     for (const c of msg.certs) certs.put(c);
-    started = start(config, logging, mirror, certs);
+    const limit = msg.limit === null ? null : new ConnectionLimit(msg.limit, msg.workerId);
+    started = start(config, logging, mirror, certs, limit);
     started.then(
       ({ data }) => {
         if (msg.podSeq > 0) void applyPods(msg.podSeq, msg.pods);
@@ -136,7 +138,7 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
   });
 }
 
-async function start(config: Config, logging: Logging, mirror: SnapshotMirror, certs: CertMirror): Promise<Running> {
+async function start(config: Config, logging: Logging, mirror: SnapshotMirror, certs: CertMirror, limit: ConnectionLimit | null): Promise<Running> {
   // process-wide collectors belong to the main thread's registry only
   const metrics = new ProxyMetrics({ version: buildInfo().version, processMetrics: false });
   const observer = new ConnObserver({
@@ -154,6 +156,7 @@ async function start(config: Config, logging: Logging, mirror: SnapshotMirror, c
     log: logging.for('proxy'),
     events: observer.inbound,
     outboundObserver: observer.outbound,
+    connectionLimit: limit,
     listenFd: (host, port) => {
       try {
         return native.listen({ host, port, backlog: 511, reusePort: true }).fd;

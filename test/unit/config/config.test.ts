@@ -38,6 +38,8 @@ t.test('defaults are ztunnel defaults (and ours where ztunnel has none)', async 
     http2: { streamWindowSize: 4 * 1024 * 1024, connectionWindowSize: 16 * 1024 * 1024, frameSize: 1024 * 1024 },
     keepalive: { enabled: true, timeMs: 180_000, intervalMs: 180_000, retries: 9 },
     terminationDeadlineMs: 5_000,
+    maxConnections: null,
+    handshakeTimeoutMs: 10_000,
     log: { format: 'plain', level: 'info', targets: {} },
   };
   t.strictSame(parseConfig({}, FACTS), want);
@@ -96,6 +98,10 @@ const good: Good[] = [
   [{ KEEPALIVE_RETRIES: '127' }, (c) => c.keepalive.retries, 127],
   [{ CONNECTION_TERMINATION_DEADLINE: '30s' }, (c) => c.terminationDeadlineMs, 30_000],
   [{ CONNECTION_TERMINATION_DEADLINE: '0s' }, (c) => c.terminationDeadlineMs, 0],
+  [{ ZTUNNEL_MAX_CONNECTIONS: '1' }, (c) => c.maxConnections, 1],
+  [{ ZTUNNEL_MAX_CONNECTIONS: '100000' }, (c) => c.maxConnections, 100_000],
+  [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '250ms' }, (c) => c.handshakeTimeoutMs, 250],
+  [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '1m' }, (c) => c.handshakeTimeoutMs, 60_000],
   [{ LOG_LEVEL: 'debug' }, (c) => c.log, { format: 'plain', level: 'debug', targets: {} }],
   [{ RUST_LOG: 'info,access=debug' }, (c) => c.log, { format: 'plain', level: 'info', targets: { access: 'debug' } }],
   [{ RUST_LOG: 'warn', LOG_LEVEL: 'trace' }, (c) => c.log.level, 'warn'],
@@ -181,6 +187,12 @@ const bad: Bad[] = [
   [{ TERMINATION_GRACE_PERIOD_SECONDS: '-1' }, 'TERMINATION_GRACE_PERIOD_SECONDS', /whole number of seconds/],
   // the grace period is validated even when an explicit deadline makes it unused
   [{ CONNECTION_TERMINATION_DEADLINE: '5s', TERMINATION_GRACE_PERIOD_SECONDS: 'x' }, 'TERMINATION_GRACE_PERIOD_SECONDS', /whole number/],
+  [{ ZTUNNEL_MAX_CONNECTIONS: '0' }, 'ZTUNNEL_MAX_CONNECTIONS', /whole number of connections from 1 to 2147483647/],
+  [{ ZTUNNEL_MAX_CONNECTIONS: '1k' }, 'ZTUNNEL_MAX_CONNECTIONS', /whole number of connections/],
+  [{ ZTUNNEL_MAX_CONNECTIONS: '2147483648' }, 'ZTUNNEL_MAX_CONNECTIONS', /from 1 to 2147483647/],
+  [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '10' }, 'ZTUNNEL_HANDSHAKE_TIMEOUT', /with a unit/],
+  [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '0s' }, 'ZTUNNEL_HANDSHAKE_TIMEOUT', /from 1ms to 596h31m23s647ms/],
+  [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '30d' }, 'ZTUNNEL_HANDSHAKE_TIMEOUT', /from 1ms to/],
   [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL', /"verbose" is not a level/],
   // LOG_LEVEL is validated even when RUST_LOG wins
   [{ RUST_LOG: 'info', LOG_LEVEL: 'loud' }, 'LOG_LEVEL', /not a level/],

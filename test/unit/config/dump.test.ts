@@ -38,6 +38,8 @@ t.test('config dump of the defaults uses ztunnel names and shapes', async (t) =>
       keepaliveEnabled: true,
     },
     selfTerminationDeadline: { secs: 5, nanos: 0 },
+    maxConnections: null,
+    handshakeTimeout: { secs: 10, nanos: 0 },
     logging: { format: 'plain', filter: 'info' },
   });
 });
@@ -54,6 +56,8 @@ t.test('config dump reflects settings and leaves the inline snapshot out', async
       RUST_LOG: 'warn,proxy=debug,access=trace',
       LOG_FORMAT: 'json',
       IPV6_ENABLED: 'false',
+      ZTUNNEL_MAX_CONNECTIONS: '5000',
+      ZTUNNEL_HANDSHAKE_TIMEOUT: '2s',
     },
     FACTS,
   );
@@ -68,6 +72,8 @@ t.test('config dump reflects settings and leaves the inline snapshot out', async
   t.same(dump.selfTerminationDeadline, { secs: 1, nanos: 500_000_000 });
   t.same(dump.poolUnusedReleaseTimeout, { secs: 0, nanos: 250_000 });
   t.same(dump.logging, { format: 'json', filter: 'warn,access=trace,proxy=debug' });
+  t.equal(dump.maxConnections, 5000);
+  t.same(dump.handshakeTimeout, { secs: 2, nanos: 0 });
   t.same(JSON.parse(text), dump, 'JSON-serialisable as is');
   t.same(toConfigDump(parseConfig({ LOCAL_XDS_PATH: '/etc/z.yaml' }, FACTS)).localXds, { kind: 'path', path: '/etc/z.yaml' });
 });

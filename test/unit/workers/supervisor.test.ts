@@ -71,7 +71,7 @@ function setup(entry: string, opts: { requestTimeoutMs?: number } = {}) {
   };
   const readiness = new Readiness();
   const native = { listen: () => t.fail('no port 0 to pick'), close: () => undefined } as unknown as NativeApi;
-  const config = { numWorkerThreads: 2, socks5Addr: null, log: { format: 'json', level: 'info' } } as unknown as Config;
+  const config = { numWorkerThreads: 2, socks5Addr: null, maxConnections: null, log: { format: 'json', level: 'info' } } as unknown as Config;
   const start = () =>
     WorkerPool.start({
       config, store, certs, log: logging.for('ztunnel'), readiness, native, entry,
