@@ -31,7 +31,7 @@ const rows: EnvVar[] = [
   { name: 'ZTUNNEL_ADMIN_ADDR', default: '127.0.0.1:15000', meaning: 'Admin listener (/config_dump, /logging, /quitquitquit); must be a loopback address.' },
   { name: 'ZTUNNEL_STATS_ADDR', default: '[::]:15020', meaning: 'Prometheus /metrics listener (0.0.0.0:15020 when IPV6_ENABLED=false). Port 0 picks a free port.' },
   { name: 'ZTUNNEL_READINESS_ADDR', default: '[::]:15021', meaning: 'Readiness /healthz/ready listener (0.0.0.0:15021 when IPV6_ENABLED=false).' },
-  { name: 'ZTUNNEL_OUTBOUND_ADDR', default: '[::]:15001', meaning: 'Node-mode outbound capture listener (0.0.0.0:15001 when IPV6_ENABLED=false). In-pod listeners always use 15001/15006/15008.' },
+  { name: 'ZTUNNEL_OUTBOUND_ADDR', default: '[::]:15001', meaning: 'Accepted and validated for compatibility, but not used yet: node mode has no capture listener (SOCKS5 is its outbound entry), and in-pod listeners always use 15001/15006/15008 inside each pod.' },
   { name: 'ZTUNNEL_SOCKS5_ADDR', default: '127.0.0.1:15080', meaning: 'SOCKS5 listener when UNSTABLE_ENABLE_SOCKS5 is on; must be a loopback address (no authentication).' },
   { name: 'UNSTABLE_ENABLE_SOCKS5', default: 'false', meaning: 'Run the SOCKS5 outbound listener.' },
   { name: 'IPV6_ENABLED', default: 'true', meaning: 'Bind the default wildcard listeners on [::] (dual stack); false binds 0.0.0.0, for hosts without IPv6.' },
