@@ -2,20 +2,23 @@
  * `npm run bench`: the full mesh path against direct and against peer proxies, in one run.
  *
  *   npm run bench -- [--suite=iperf,http,newconn,idle,micro,profile] [--reps=3] [--iperf-time=5]
- *                    [--http-time=4] [--idle=1000] [--variants=direct,stunnel,...] [--quick]
+ *                    [--http-time=4] [--idle=1000] [--variants=direct,stunnel,...] [--quick] [--netns]
  *
  * Topology (bench/lib/topology.ts): client → entry hop → ztunnel-ts A → HBONE → ztunnel-ts B →
  * origin, as real `dist/src/main.js proxy` processes, next to direct, an stunnel mTLS pair, HAProxy
  * (TCP, splice-auto) and ztunnel-ts's plaintext path on the splice and the JS copy relay. Every
  * workload alternates its variants (rep 1 of each, then rep 2, ...) so machine drift hits them
- * alike. Writes bench/results/<timestamp>.json and .md. Every process started is killed at the end,
+ * alike. --netns (root) runs the same workloads on a cluster of network namespaces with in-pod
+ * proxies instead (bench/lib/netns-topology.ts). Writes bench/results/<timestamp>.json and .md. Every process started is killed at the end,
  * also on failure or Ctrl-C (bench/lib/procs.ts); every load step is bounded in time.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
+import { netnsUnavailable } from '../test/netns/harness';
 import { haproxyBinary, stunnelBinary, toolVersion } from './lib/baselines';
+import { NETNS_VARIANTS, startNetnsTopology, type NetnsTopology } from './lib/netns-topology';
 import { perfRecord, summariseProfiles, type ProfileSummary } from './lib/profile';
 import { findBinary, ProcSet } from './lib/procs';
 import { markdown, type WorkloadKind, type WorkloadResult } from './lib/report';
@@ -34,8 +37,13 @@ interface Options {
   idle: number;
   variants: VariantKey[] | null;
   quick: boolean;
+  /** Run on the netns cluster (root) instead of the loopback. */
+  netns: boolean;
   out: string;
 }
+
+/** Suites the netns topology runs (the profile is loopback only, for now). */
+const NETNS_SUITES: readonly Suite[] = ['iperf', 'http', 'newconn', 'idle', 'micro'];
 
 function parseArgs(argv: string[]): Options {
   const get = (name: string): string | undefined => {
@@ -50,18 +58,22 @@ function parseArgs(argv: string[]): Options {
     if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${v}`);
     return n;
   };
-  if (argv.includes('--netns')) {
-    // TODO(netns): the netns harness (test/netns/) is being built in main; placement() in
-    // bench/lib/topology.ts is the hook. Until then the bench runs on the loopback only.
-    throw new Error('--netns: not available yet (waiting for the test/netns/ harness); run without it (loopback)');
+  const netns = argv.includes('--netns');
+  if (netns) {
+    const why = netnsUnavailable();
+    if (why !== null) throw new Error(`--netns runs the bench in network namespaces and needs root: ${why}. Run without --netns for the loopback topology.`);
   }
   const quick = argv.includes('--quick');
   const suiteArg = get('suite');
-  const suites = (suiteArg ? suiteArg.split(',') : [...SUITES]) as Suite[];
+  const suites = (suiteArg ? suiteArg.split(',') : netns ? [...NETNS_SUITES] : [...SUITES]) as Suite[];
   for (const s of suites) if (!SUITES.includes(s)) throw new Error(`unknown suite "${s}" (known: ${SUITES.join(', ')})`);
+  const offNetns = netns ? suites.filter((s) => !NETNS_SUITES.includes(s)) : [];
+  if (offNetns.length > 0) throw new Error(`--netns does not run suite(s) ${offNetns.join(', ')} (it runs ${NETNS_SUITES.join(', ')}); run them without --netns`);
   const varArg = get('variants');
   const variants = varArg ? (varArg.split(',') as VariantKey[]) : null;
   for (const v of variants ?? []) if (!(v in VARIANT_LABELS)) throw new Error(`unknown variant "${v}" (known: ${Object.keys(VARIANT_LABELS).join(', ')})`);
+  const offVariants = netns ? (variants ?? []).filter((v) => !NETNS_VARIANTS.includes(v)) : [];
+  if (offVariants.length > 0) throw new Error(`--netns does not run variant(s) ${offVariants.join(', ')} (it runs ${NETNS_VARIANTS.join(', ')})`);
   return {
     suites,
     reps: Math.floor(num('reps', quick ? 1 : 3)),
@@ -70,6 +82,7 @@ function parseArgs(argv: string[]): Options {
     idle: Math.floor(num('idle', quick ? 200 : 1000)),
     variants,
     quick,
+    netns,
     out: get('out') ?? resolve(__dirname, '../../bench/results'),
   };
 }
@@ -98,8 +111,10 @@ function workloads(o: Options): Workload[] {
     { key: 'newconn', title: `New connections per second (one request per TCP connection), 8 concurrent, ${h} s`, suite: 'newconn', kind: 'http', variants: [...BASE, 'zt-plain-splice', 'zt-hbone-w1'], run: (v) => http(v, { seconds: h, connections: 8, newConnEach: true }) },
     { key: 'idle', title: `${o.idle} idle tunnels held open (echo-proved), memory per tunnel`, suite: 'idle', kind: 'idle', once: true, variants: ['hop', 'stunnel', 'haproxy', 'zt-hbone-w1'], run: (v) => idleTunnels(v, o.idle) },
   ];
+  // netns has no entry hop, stunnel or HAProxy: those rows are left out (the report says so)
   return all.filter((w) => o.suites.includes(w.suite))
-    .map((w) => ({ ...w, variants: w.variants.filter((k) => o.variants === null || o.variants.includes(k)) }));
+    .map((w) => ({ ...w, variants: w.variants.filter((k) => (o.variants === null || o.variants.includes(k)) && (!o.netns || NETNS_VARIANTS.includes(k))) }))
+    .filter((w) => w.variants.length > 0);
 }
 
 function machine(): Record<string, unknown> {
@@ -178,17 +193,24 @@ async function main(): Promise<void> {
   const ws = workloads(o);
   // rough wall-time estimate (per-step overheads measured on the 2-vCPU machine) so a long run says so up front
   const estimate = 30 + ws.reduce((a, w) => a + (w.once ? 12 * w.variants.length : o.reps * w.variants.length * (w.kind === 'iperf' ? o.iperfTime + 1.5 : o.httpTime + 0.7)), 0)
-    + (o.suites.includes('profile') ? Math.max(o.iperfTime, 5) + 15 : 0) + (o.suites.includes('micro') ? (o.quick ? 15 : 90) : 0);
+    + (o.suites.includes('profile') ? Math.max(o.iperfTime, 5) + 15 : 0) + (o.suites.includes('micro') ? (o.quick ? 15 : 90) : 0)
+    // netns: the cluster, one origin + iperf3 per server pod, two proxies per pair (readiness polled from the node)
+    + (o.netns ? 20 : 0);
   log(`suites ${o.suites.join(',')}, ${o.reps} rep(s): expect about ${(estimate / 60).toFixed(1)} min`);
   const needed = new Set<VariantKey>(ws.flatMap((w) => w.variants));
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-bench-'));
+  // Ctrl-C ends the run through ProcSet's process.exit (no finally): the run's CA keys go anyway
+  const removeDir = (): void => rmSync(dir, { recursive: true, force: true });
+  process.on('exit', removeDir);
   // a bound on every process's life, whatever happens to this one: twice the estimate plus slack
   const procs = new ProcSet(Math.ceil(Math.max(600, 2 * estimate + 300)));
   const result: Record<string, unknown> = { machine: machine(), options: o, workloads: [] as WorkloadResult[] };
   const md: string[] = [];
+  let netnsTopo: NetnsTopology | null = null;
   try {
     if (ws.length > 0 || o.suites.includes('profile')) {
-      const topo = await startTopology(procs, dir, needed, log);
+      const topo = o.netns ? (netnsTopo = await startNetnsTopology(procs, dir, needed, log)) : await startTopology(procs, dir, needed, log);
+      if (netnsTopo) result['topology'] = netnsTopo.describe;
       const variants = [...needed].map((k) => topo.variants.get(k)!);
       // idle tunnels first, on fresh processes: after load, a proxy's heap shrinks while the
       // tunnels open and the RSS difference would mostly be garbage collection
@@ -211,7 +233,7 @@ async function main(): Promise<void> {
         }
         md.push(markdown(r));
       }
-      if (o.suites.includes('profile')) {
+      if (o.suites.includes('profile') && 'snapshotPath' in topo) {
         const p = await profileRun(o, procs, dir, topo.snapshotPath, topo.caDir, log);
         result['profile'] = p;
         md.push(profileMarkdown(p));
@@ -219,7 +241,9 @@ async function main(): Promise<void> {
     }
   } finally {
     await procs.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await netnsTopo?.close();
+    removeDir();
+    process.off('exit', removeDir);
   }
   if (o.suites.includes('micro')) {
     const m = micro(o, log);
@@ -233,6 +257,7 @@ async function main(): Promise<void> {
     `## Bench run ${String(m['date'])}`, '',
     `Machine: ${String(m['cpus'])} × ${String(m['cpuModel'])}, ${String(m['memGiB'])} GiB, Linux ${String(m['kernel'])}, Node ${String(m['node'])}; ${String(m['iperf3'])}; ${String(m['stunnel'] ?? 'no stunnel')}; ${String(m['haproxy'] ?? 'no haproxy')}; ${String(m['openssl'])}.`,
     `Load average start ${(m['loadavgAtStart'] as number[]).map((x) => x.toFixed(1)).join(' ')}, end ${(m['loadavgAtEnd'] as number[]).map((x) => x.toFixed(1)).join(' ')}; ${o.reps} rep(s), medians; iperf3 ${o.iperfTime} s, autocannon ${o.httpTime} s; run took ${(Number(m['durationS']) / 60).toFixed(1)} min.`,
+    ...(o.netns ? [`Topology: ${String(result['topology'] ?? 'network namespaces')}.`] : []),
     `Command: \`npm run bench -- ${process.argv.slice(2).join(' ')}\``, '',
   ];
   const text = [...header, ...md].join('\n');

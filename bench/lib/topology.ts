@@ -4,6 +4,7 @@
  * stunnel pair, HAProxy, the ztunnel-ts pairs, and the entry hop with one listener per
  * (variant, origin port). Only the variants some selected workload needs are started.
  */
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { initCaDir } from '../../src/identity/ca-dir';
@@ -33,7 +34,7 @@ export const VARIANT_LABELS: Record<VariantKey, string> = {
 };
 
 /** Which ztunnel-ts pair serves a variant: pairs differ by worker count or relay engine (process-wide settings). */
-const PAIR_OF: Partial<Record<VariantKey, PairSpec>> = {
+export const PAIR_OF: Partial<Record<VariantKey, PairSpec>> = {
   'zt-plain-splice': { id: 1, workers: 1, nativeRelay: true },
   'zt-hbone-w1': { id: 1, workers: 1, nativeRelay: true },
   'zt-plain-js': { id: 2, workers: 1, nativeRelay: false },
@@ -50,15 +51,19 @@ export interface Variant {
   target(port: number): { host: string; port: number };
   /** The proxy processes: their CPU and memory are the variant's cost. */
   readonly proxies: ReadonlyArray<{ role: string; m: Managed }>;
-  /** The entry hop (its cost reported apart), or null for direct. */
+  /** The entry hop (its cost reported apart), or null for direct (and for every netns variant). */
   readonly hop: Managed | null;
+  /**
+   * Starts a load client (argv, stdout/stderr piped) where this variant's clients live: inside a
+   * pod's network namespace for --netns (bench/lib/netns-topology.ts). Absent: in the bench's own
+   * namespace (the loopback topology), HTTP clients then run in-process.
+   */
+  readonly runClient?: (argv: readonly string[]) => ChildProcess;
 }
 
 /**
- * Addresses of the run. Everything is on the loopback in 127.200.0.0/16 (bench's range).
- * TODO(netns): hook for test/netns/ (being built in main): when it exists and we run as root, put
- * the client + hop + node A in one namespace and node B + the origin in another, and return their
- * veth addresses here; the rest of the harness only uses what this returns.
+ * Addresses of the loopback run, all in 127.200.0.0/16 (bench's range). The --netns run has its
+ * own topology (bench/lib/netns-topology.ts: pods, real veths, in-pod capture, no entry hop).
  */
 export function placement(): { origin: string; hop: string; stunnelClient: string; stunnelServer: string; haproxy: string } {
   return { origin: '127.200.9.10', hop: '127.200.9.1', stunnelClient: '127.200.9.20', stunnelServer: '127.200.9.21', haproxy: '127.200.9.30' };

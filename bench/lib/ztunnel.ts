@@ -4,10 +4,8 @@
  * Each pair has its own /24 (127.200.<10+id>.0): client .1, HBONE server workload .11, plain TCP
  * workload .12 (protocol TCP: A connects to it directly, the plaintext splice path), proxy A .101,
  * proxy B .111. Fixed ports per proxy IP (SOCKS5 15080, admin 15000, stats 15020, readiness 15021).
- *
- * TODO(netns): when the netns harness in test/netns/ lands in main, place node A + the client in
- * one namespace and node B + the origin in another (veth between them) instead of sharing the
- * loopback; see placement() in bench/lib/topology.ts — it is the only place that picks addresses.
+ * This is the loopback topology; `--netns` runs in-pod proxies in node namespaces instead
+ * (bench/lib/netns-topology.ts).
  */
 import { request } from 'node:http';
 import { resolve } from 'node:path';
