@@ -107,8 +107,11 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
   // In-pod mode: the leg to a local pod's app starts inside that pod's namespace, from the client's address.
   let inpod: InpodPlane | null = null;
   const connect = tcpConnect(undefined, (t, c) => {
-    const pod = inpod?.socketOptionsFor(t.ip);
-    return pod ? podInboundSocket(pod, t.ip, t.port, c.srcIp) : openLoopbackAware(t, c);
+    if (inpod === null) return openLoopbackAware(t, c);
+    const pod = inpod.socketOptionsFor(t.ip);
+    // never from the node's own namespace: a pod being removed or not up has no app to reach
+    if (pod === null) throw new ProxyError('ERR_POD_NOT_SERVED', `no pod on this node is being served with IP ${t.ip}`);
+    return podInboundSocket(pod, t.ip, t.port, c.srcIp);
   });
   const limit =
     deps.connectionLimit !== undefined ? deps.connectionLimit
@@ -160,7 +163,7 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       relays.delete(handle);
       if (spliced) liveSplices--;
     });
-    return { stats: () => handle.stats(), stop: () => handle.stop(), done };
+    return { stats: () => handle.stats(), stop: () => handle.stop(), kind: handle.kind, done };
   };
 
   if (config.proxyMode === 'inpod') {
@@ -253,7 +256,7 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       void client.close();
       await Promise.all([hbone.drain(), socks5?.listener.stopAccepting(), inpod?.drain()]);
     },
-    // a spliced in-pod connection is in liveSplices and in the pod's live set: count the JS ones of the pods only
+    // in-pod: only the pod connections no other count includes (see InpodPlane.liveConnections)
     liveConnections: () => connections.size + (socks5?.listener.connectionCount ?? 0) + liveSplices + (inpod?.liveConnections() ?? 0),
     async close(): Promise<void> {
       unsubscribe();

@@ -28,7 +28,7 @@ import { Socks5Server, type SocketRelay } from '../proxy/socks5-server';
 import type { Workload } from '../state/model';
 import type { Snapshot } from '../state/snapshot';
 import { podName, type InpodPod, type PodState } from './pod';
-import { podInboundSocket, podOutboundSocket, podTunnelSocket, type PodSocketOptions } from './pod-sockets';
+import { podInboundSocket, podOutboundSocket, podTunnelSocket, type PodNetns, type PodSocketOptions } from './pod-sockets';
 import { serveInbound, serveOutbound, type LiveRelay, type PodContext, type PodTrafficDeps } from './pod-traffic';
 import { createServer } from 'node:net';
 import type { ConnectionLimit } from '../net/conn-limit';
@@ -52,17 +52,29 @@ export interface InpodPlaneDeps {
 
 interface RunningPod {
   readonly pod: InpodPod;
+  /** This data plane's own dup of the pod's netns fd; closed when the pod is removed. */
+  readonly netns: PodNetns;
   state: PodState;
   ctx: PodContext | null;
   readonly listeners: Listener[];
   socks5: Socks5Server | null;
+  /** The IP whose HBONE listener this pod opened (null until it did). */
+  hboneIp: string | null;
 }
 
 const ANY = { 4: '0.0.0.0', 6: '::' } as const;
 
-/** The workload a ZDS pod stands for: same uid, else same namespace/name. */
-export function workloadForPod(snap: Snapshot, pod: Pick<InpodPod, 'uid' | 'namespace' | 'name'>): Workload | undefined {
-  return snap.workloadByUid(pod.uid) ?? snap.workloadByName(pod.namespace, pod.name);
+/**
+ * The workload a ZDS pod stands for, as ztunnel's find_by_info: a workload on THIS node with the
+ * pod's uid, else one on this node with its namespace, name and (when ZDS sent one) service account.
+ * Never a workload of another node or cluster that happens to share the name.
+ */
+export function workloadForPod(snap: Snapshot, pod: Pick<InpodPod, 'uid' | 'namespace' | 'name' | 'serviceAccount'>): Workload | undefined {
+  const byUid = snap.workloadByUid(pod.uid);
+  if (byUid !== undefined && byUid.node === snap.nodeName) return byUid;
+  return snap
+    .localWorkloads()
+    .find((w) => w.namespace === pod.namespace && w.name === pod.name && (pod.serviceAccount === '' || w.serviceAccount === pod.serviceAccount));
 }
 
 export class InpodPlane {
@@ -93,7 +105,7 @@ export class InpodPlane {
         // same uid with another netns fd = the pod was re-added (sandbox restarted): start over
         if (p === undefined || p.netnsFd !== rp.pod.netnsFd) await this.remove(rp, p === undefined ? 'pod removed' : 'pod re-added');
       }
-      for (const p of pods) if (!this.pods.has(p.uid)) this.pods.set(p.uid, { pod: p, state: { state: 'pending', reason: 'starting' }, ctx: null, listeners: [], socks5: null });
+      for (const p of pods) if (!this.pods.has(p.uid)) this.admit(p);
       await this.bringUp();
       return this.states();
     });
@@ -101,7 +113,7 @@ export class InpodPlane {
     return next;
   }
 
-  /** A snapshot swap: pending pods whose workload appeared come up. */
+  /** A snapshot swap: pending pods whose workload appeared come up; a pod whose IP changed restarts. */
   onSnapshot(): Promise<void> {
     const next = this.running.then(() => this.bringUp());
     this.running = next.catch(() => undefined);
@@ -128,17 +140,20 @@ export class InpodPlane {
     return out;
   }
 
-  /** Connections on the capture listeners (HBONE ones are counted by the HboneServer's manager). */
+  /**
+   * Pod connections no other counter of the data plane sees: JS-relayed outbound ones (spliced
+   * relays are in the data plane's splice count, :15006 ones in the ConnectionManager).
+   */
   liveConnections(): number {
     let n = 0;
-    for (const rp of this.pods.values()) n += rp.ctx?.live.size ?? 0;
+    for (const rp of this.pods.values()) for (const l of rp.ctx?.live ?? []) if (!l.countedElsewhere) n++;
     return n;
   }
 
   /** The pod socket options for connecting to a pod's app from inside it (HBONE inbound leg). */
   socketOptionsFor(ip: string): PodSocketOptions | null {
     const rp = this.byIp.get(ip);
-    return rp && rp.state.state === 'up' ? this.socketOptions(rp.pod) : null;
+    return rp && rp.state.state === 'up' ? this.socketOptions(rp) : null;
   }
 
   async drain(): Promise<void> {
@@ -152,21 +167,37 @@ export class InpodPlane {
     await Promise.all([...this.pods.values()].map((rp) => this.remove(rp, 'proxy shutting down')));
   }
 
-  private socketOptions(pod: InpodPod): PodSocketOptions {
-    return { native: this.deps.native, netnsFd: pod.netnsFd, mark: this.deps.config.packetMark };
+  private admit(p: InpodPod): void {
+    let fd = -1;
+    let state: PodState = { state: 'pending', reason: 'starting' };
+    try {
+      fd = this.deps.native.dup(p.netnsFd);
+    } catch (err) {
+      state = { state: 'failed', reason: `cannot take the pod's network namespace (fd ${p.netnsFd}): ${(err as Error).message}` };
+    }
+    this.pods.set(p.uid, { pod: p, netns: { fd, closed: fd < 0 }, state, ctx: null, listeners: [], socks5: null, hboneIp: null });
+  }
+
+  private socketOptions(rp: RunningPod): PodSocketOptions {
+    return { native: this.deps.native, netns: rp.netns, mark: this.deps.config.packetMark };
   }
 
   private async bringUp(): Promise<void> {
     if (!this.accepting) return;
     const snap = this.deps.snapshot();
     for (const rp of this.pods.values()) {
-      if (rp.state.state === 'up') continue;
+      if (rp.state.state === 'failed') continue;
       const w = workloadForPod(snap, rp.pod);
+      if (rp.state.state === 'up') {
+        // keep serving a pod whose workload left the snapshot; restart one whose address moved
+        if (w === undefined || w.workloadIps[0] === rp.state.ip) continue;
+        await this.stop(rp, `pod ${podName(rp.pod)} moved from ${rp.state.ip} to ${w.workloadIps[0] ?? 'no IP'}`);
+      }
       if (w === undefined) {
         if (rp.state.state !== 'pending' || rp.state.reason === 'starting') {
-          this.deps.log.warn({ pod: podName(rp.pod), uid: rp.pod.uid }, 'pod registered over ZDS has no workload in the snapshot yet: it will be served once one appears');
+          this.deps.log.warn({ pod: podName(rp.pod), uid: rp.pod.uid }, 'pod registered over ZDS has no workload on this node in the snapshot yet: it will be served once one appears');
         }
-        rp.state = { state: 'pending', reason: `no workload for ${podName(rp.pod)} (uid ${rp.pod.uid}) in the snapshot` };
+        rp.state = { state: 'pending', reason: `no workload for ${podName(rp.pod)} (uid ${rp.pod.uid}) on this node in the snapshot` };
         continue;
       }
       await this.start(rp, w);
@@ -177,14 +208,28 @@ export class InpodPlane {
     const ip = w.workloadIps[0];
     const name = podName(rp.pod);
     if (ip === undefined) {
-      rp.state = { state: 'failed', reason: `workload ${w.uid} has no IP` };
+      rp.state = { state: 'pending', reason: `workload ${w.uid} has no IP yet` };
+      return;
+    }
+    const holder = this.byIp.get(ip);
+    if (holder !== undefined && holder !== rp) {
+      rp.state = { state: 'pending', reason: `IP ${ip} is still served for pod ${podName(holder.pod)}` };
       return;
     }
     const family = isIP(ip) === 6 ? 6 : 4;
-    const sockets = this.socketOptions(rp.pod);
+    const sockets = this.socketOptions(rp);
     const { config, native } = this.deps;
     const listenFd = (port: number, transparent: boolean, host: string = ANY[family]): number =>
-      native.listen({ host, port, backlog: 511, reusePort: true, mark: config.packetMark, transparent, freebind: transparent, netnsFd: rp.pod.netnsFd }).fd;
+      native.listen({ host, port, backlog: 511, reusePort: true, mark: config.packetMark, transparent, freebind: transparent, netnsFd: rp.netns.fd }).fd;
+    // a listening fd whose adoption fails is closed here, never left accepting with no one serving it
+    const adopt = async <T>(fd: number, use: (fd: number) => Promise<T>): Promise<T> => {
+      try {
+        return await use(fd);
+      } catch (err) {
+        native.close(fd);
+        throw err;
+      }
+    };
     const live = new Set<LiveRelay>();
     let current = w;
     const outbound: OutboundDeps = {
@@ -207,31 +252,33 @@ export class InpodPlane {
       const limits = { limit: this.deps.connectionLimit, onRefused: this.deps.onLimitRefused };
       const out: Listener = new Listener(`inpod outbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveOutbound(this.traffic, ctx, s, out)), limits);
       rp.listeners.push(out);
-      await out.listen(ANY[family], OUTBOUND_PORT, { fd: listenFd(OUTBOUND_PORT, false) });
+      await adopt(listenFd(OUTBOUND_PORT, false), (fd) => out.listen(ANY[family], OUTBOUND_PORT, { fd }));
       const inb: Listener = new Listener(`inpod inbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveInbound(this.traffic, ctx, s, INBOUND_PLAINTEXT_PORT, inb)), limits);
       rp.listeners.push(inb);
-      await inb.listen(ANY[family], INBOUND_PLAINTEXT_PORT, { fd: listenFd(INBOUND_PLAINTEXT_PORT, true) });
+      await adopt(listenFd(INBOUND_PLAINTEXT_PORT, true), (fd) => inb.listen(ANY[family], INBOUND_PLAINTEXT_PORT, { fd }));
       const id = identityOf(w);
-      await this.deps.hbone.open({ ip, port: INBOUND_HBONE_PORT, fd: listenFd(INBOUND_HBONE_PORT, true), cert: () => this.deps.certs.get(id) ?? this.deps.certs.fetch(id) });
+      await adopt(listenFd(INBOUND_HBONE_PORT, true), (fd) => this.deps.hbone.open({ ip, port: INBOUND_HBONE_PORT, fd, cert: () => this.deps.certs.get(id) ?? this.deps.certs.fetch(id) }));
+      rp.hboneIp = ip;
       this.byIp.set(ip, rp);
       if (config.socks5Addr !== null) {
         rp.socks5 = new Socks5Server({
           outbound,
           snapshot: this.deps.snapshot,
           log: this.deps.log,
-          relaySockets: this.deps.relaySockets,
+          relaySockets: (a, b) => trackRelay(live, this.deps.relaySockets(a, b)),
           observer: this.deps.observer,
           source: () => ctx.workload(),
           connectionLimit: this.deps.connectionLimit,
           onLimitRefused: this.deps.onLimitRefused,
         });
         const port = config.socks5Addr.port;
-        await rp.socks5.listen('127.0.0.1', port, { fd: listenFd(port, false, '127.0.0.1') });
+        const socks5 = rp.socks5;
+        await adopt(listenFd(port, false, '127.0.0.1'), (fd) => socks5.listen('127.0.0.1', port, { fd }));
       }
     } catch (err) {
       const reason = `cannot open the listeners of pod ${name} in its network namespace: ${(err as Error).message}`;
       this.deps.log.error({ pod: name, uid: rp.pod.uid, err: (err as Error).message }, 'cannot start pod');
-      await this.stopListeners(rp, ip);
+      await this.stopListeners(rp);
       rp.state = { state: 'failed', reason };
       return;
     }
@@ -240,26 +287,47 @@ export class InpodPlane {
     this.deps.log.info({ pod: name, uid: rp.pod.uid, ip }, 'pod listeners ready in its network namespace (15001, 15006, 15008)');
   }
 
-  private async stopListeners(rp: RunningPod, ip: string | null): Promise<void> {
+  /** Closes the pod's listeners (only the HBONE one it opened itself). */
+  private async stopListeners(rp: RunningPod): Promise<void> {
     const ls = rp.listeners.splice(0);
     await Promise.all(ls.map((l) => l.close()));
-    if (ip !== null) {
-      await this.deps.hbone.close(ip);
-      this.byIp.delete(ip);
+    if (rp.hboneIp !== null) {
+      await this.deps.hbone.close(rp.hboneIp);
+      this.byIp.delete(rp.hboneIp);
+      rp.hboneIp = null;
     }
     await rp.socks5?.listener.close();
     rp.socks5 = null;
   }
 
-  private async remove(rp: RunningPod, reason: string): Promise<void> {
-    this.pods.delete(rp.pod.uid);
-    const ip = rp.state.state === 'up' ? rp.state.ip : null;
+  /** Stops serving the pod (listeners closed, connections cut) but keeps it registered. */
+  private async stop(rp: RunningPod, reason: string): Promise<void> {
+    const ip = rp.hboneIp;
     for (const l of [...(rp.ctx?.live ?? [])]) l.stop(reason);
+    rp.ctx = null;
     // HBONE tunnels into the pod: reset their streams so the clients' proxies see the cut at once
-    if (ip !== null) this.deps.connections.closeWhere((c) => c.info.dstIp === ip, `pod ${podName(rp.pod)} deleted`);
-    await this.stopListeners(rp, ip);
+    if (ip !== null) this.deps.connections.closeWhere((c) => c.info.dstIp === ip, reason);
+    await this.stopListeners(rp);
     // pooled HBONE connections dialled from the pod's namespace go too
     this.deps.client.pool.destroyWhere((key) => key.endsWith(`|pod ${rp.pod.uid}`));
-    if (ip !== null) this.deps.log.info({ pod: podName(rp.pod), uid: rp.pod.uid, reason }, 'pod listeners closed and its connections cut');
+    rp.state = { state: 'pending', reason };
   }
+
+  private async remove(rp: RunningPod, reason: string): Promise<void> {
+    this.pods.delete(rp.pod.uid);
+    const wasUp = rp.state.state === 'up';
+    await this.stop(rp, reason);
+    // connections still being set up see the flag and fail instead of dialling from a reused fd
+    rp.netns.closed = true;
+    if (rp.netns.fd >= 0) this.deps.native.close(rp.netns.fd);
+    if (wasUp) this.deps.log.info({ pod: podName(rp.pod), uid: rp.pod.uid, reason }, 'pod listeners closed and its connections cut');
+  }
+}
+
+/** Keeps a pod's SOCKS5 relay in its live set, so removing the pod cuts it (also when spliced). */
+function trackRelay(live: Set<LiveRelay>, r: SocketRelay): SocketRelay {
+  const entry: LiveRelay = { stop: () => r.stop(), countedElsewhere: r.kind === 'splice' };
+  live.add(entry);
+  void r.done.then(() => live.delete(entry));
+  return r;
 }

@@ -11,22 +11,35 @@
  *    the app's replies return to the proxy through the pod's connmark 0x111 / table 100 rules).
  */
 import { isIP, type Socket } from 'node:net';
+import { ProxyError } from '../errors';
 import type { NativeApi } from '../native/addon';
 import { connectSocket } from '../native/connect';
 
+/**
+ * A data plane's own handle on a pod's network namespace (a dup of the main thread's fd, so the
+ * main thread closing its copy can never leave a number that now names another pod). `closed`
+ * is set when the pod is removed: a connection still being set up then fails instead of dialling
+ * from whatever the fd number has become.
+ */
+export interface PodNetns {
+  readonly fd: number;
+  closed: boolean;
+}
+
 export interface PodSocketOptions {
   readonly native: NativeApi;
-  readonly netnsFd: number;
+  readonly netns: PodNetns;
   readonly mark: number;
 }
 
 function open(o: PodSocketOptions, host: string, port: number, bind: string | undefined, halfOpen = true): Socket {
+  if (o.netns.closed) throw new ProxyError('ERR_POD_GONE', 'the pod was removed: no more connections from its network namespace');
   const family = isIP(host) === 6 ? 6 : 4;
   const spoof = bind !== undefined && isIP(bind) === family;
   const sock = connectSocket(o.native, { host, port }, {
     family,
     mark: o.mark,
-    netnsFd: o.netnsFd,
+    netnsFd: o.netns.fd,
     ...(spoof ? { bindAddress: bind, transparent: true, freebind: true } : {}),
   });
   // relayed legs, as net.connect({allowHalfOpen: true}): a half-close is forwarded, not turned into a close

@@ -60,6 +60,8 @@ export interface PodContext {
 
 export interface LiveRelay {
   stop(reason: string): void;
+  /** Already counted by the data plane (spliced relays, :15006 connections in the ConnectionManager). */
+  readonly countedElsewhere: boolean;
 }
 
 function fdOf(sock: Socket): number {
@@ -82,6 +84,7 @@ function relayPod(
   listener: Listener,
   upstream: Duplex,
   onBytes: (bytes: () => ByteCounts) => void,
+  registered: boolean,
 ): { live: LiveRelay; done: Promise<{ bytes: ByteCounts; reason: string }> } {
   let live: LiveRelay;
   let ended: Promise<{ aToB: number; bToA: number; reason: string }>;
@@ -90,7 +93,7 @@ function relayPod(
     const handBack = listener.handOver(client);
     const r = deps.relaySockets(client, upstream);
     void r.done.then(handBack);
-    live = { stop: () => r.stop() };
+    live = { stop: () => r.stop(), countedElsewhere: registered || r.kind === 'splice' };
     onBytes(() => {
       const s = r.stats();
       return { received: s.aToB, sent: s.bToA };
@@ -98,7 +101,7 @@ function relayPod(
     ended = r.done;
   } else {
     const r = relay(client, upstream, { aName: 'downstream', bName: 'upstream' });
-    live = { stop: (reason) => r.close(reason) };
+    live = { stop: (reason) => r.close(reason), countedElsewhere: registered };
     onBytes(() => ({ received: r.aToB, sent: r.bToA }));
     ended = r.done;
   }
@@ -148,7 +151,7 @@ export async function serveOutbound(deps: PodTrafficDeps, ctx: PodContext, clien
     track.failed(new ProxyError('ERR_CONN_CLOSED', 'the client went away while the upstream was being set up'));
     return;
   }
-  const res = await relayPod(deps, ctx, client, listener, upstream, (bytes) => track.established(bytes)).done;
+  const res = await relayPod(deps, ctx, client, listener, upstream, (bytes) => track.established(bytes), false).done;
   track.closed(res.bytes, res.reason);
 }
 
@@ -175,7 +178,8 @@ export async function serveInbound(deps: PodTrafficDeps, ctx: PodContext, client
   if (dstIp !== ctx.ip) return refuse(deps, client, info, 400, `destination ${dstIp} is not this pod's IP ${ctx.ip}`);
   if (SELF_PORTS.includes(dstPort)) return refuse(deps, client, info, 503, `target port ${dstPort} is one of the proxy's own ports`);
   const snap = deps.snapshot();
-  const dst = snap.workloadByIp(dstIp, deps.network ?? '') ?? ctx.workload();
+  // the destination checked above is this pod's own address: its workload is the pod's
+  const dst = ctx.workload();
   let decision: Decision;
   try {
     decision = authorize(info, dst, snap);
@@ -209,7 +213,7 @@ export async function serveInbound(deps: PodTrafficDeps, ctx: PodContext, client
     return;
   }
   const rec: InboundConnRecord = { info, dst, baggage: parseBaggage(undefined), traceparent: null, openedAt: Date.now(), bytes: () => bytes() };
-  const { live, done } = relayPod(deps, ctx, client, listener, upstream, (b) => (bytes = b));
+  const { live, done } = relayPod(deps, ctx, client, listener, upstream, (b) => (bytes = b), true);
   stop = (reason) => live.stop(reason);
   deps.events?.onOpen?.(rec);
   const res = await done;

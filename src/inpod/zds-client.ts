@@ -46,6 +46,11 @@ function sameNetns(a: number, b: number): boolean {
   }
 }
 
+/** Requests queued without an ack before the agent is considered broken (istio-cni sends one at a time). */
+const MAX_IN_FLIGHT = 32;
+/** Pods one node proxy takes (Kubernetes' default is 110 per node; this only bounds a broken agent). */
+const MAX_PODS = 4096;
+
 export class ZdsClient {
   private readonly pods = new Map<string, InpodPod>();
   private sock: SeqpacketSocket | null = null;
@@ -108,9 +113,19 @@ export class ZdsClient {
     this.sock = sock;
     this.seen = new Set();
     this.deps.log.info({ path: this.deps.path }, 'connected to the CNI node agent (ZDS), hello sent');
+    let inFlight = 0;
     sock.on('message', (data: Buffer, fds: number[]) => {
       this.attempts = 0;
-      this.queue = this.queue.then(() => this.handle(sock, data, fds));
+      // istio-cni waits for each ack; a peer that floods requests (each may carry an fd) is cut off
+      if (++inFlight > MAX_IN_FLIGHT) {
+        for (const fd of fds) this.closeFd(fd);
+        if (inFlight === MAX_IN_FLIGHT + 1) {
+          this.deps.log.error({ inFlight }, 'the CNI node agent sent requests without waiting for acks; dropping the ZDS connection');
+          sock.close();
+        }
+        return;
+      }
+      this.queue = this.queue.then(() => this.handle(sock, data, fds)).finally(() => inFlight--);
     });
     sock.once('close', ({ reason }) => {
       if (this.sock === sock) this.sock = null;
@@ -129,6 +144,11 @@ export class ZdsClient {
   }
 
   private async handle(sock: SeqpacketSocket, data: Buffer, fds: number[]): Promise<void> {
+    if (sock !== this.sock) {
+      // queued from a connection that is gone: its bookkeeping (seen pods) no longer applies
+      for (const fd of fds) this.closeFd(fd);
+      return;
+    }
     let req: ZdsRequest;
     try {
       req = decodeRequest(data);
@@ -152,11 +172,15 @@ export class ZdsClient {
     if (req.kind !== 'add') for (const fd of fds) this.closeFd(fd);
     switch (req.kind) {
       case 'add': {
-        if (fds.length !== 1) {
+        const refuse = (why: string): string => {
           for (const fd of fds) this.closeFd(fd);
-          return `add ${req.uid}: expected exactly one network-namespace fd, got ${fds.length}`;
-        }
-        const pod: InpodPod = { uid: req.uid, name: req.info?.name ?? '', namespace: req.info?.namespace ?? '', serviceAccount: req.info?.serviceAccount ?? '', netnsFd: fds[0]! };
+          return `add ${req.uid}: ${why}`;
+        };
+        if (fds.length !== 1) return refuse(`expected exactly one network-namespace fd, got ${fds.length}`);
+        // the pod is found in the snapshot by its namespace, name and service account
+        if (req.info === null || req.info.name === '' || req.info.namespace === '') return refuse('workload_info with the pod name and namespace is required');
+        if (!this.pods.has(req.uid) && this.pods.size >= MAX_PODS) return refuse(`this node already has ${MAX_PODS} pods registered`);
+        const pod: InpodPod = { uid: req.uid, name: req.info.name, namespace: req.info.namespace, serviceAccount: req.info.serviceAccount, netnsFd: fds[0]! };
         const old = this.pods.get(pod.uid);
         if (old && sameNetns(old.netnsFd, pod.netnsFd)) {
           // the agent re-sends its pods after a reconnect: same namespace, keep serving untouched
@@ -166,13 +190,19 @@ export class ZdsClient {
         }
         this.pods.set(pod.uid, pod);
         this.seen.add(pod.uid);
-        await this.push();
-        if (old) this.closeFd(old.netnsFd);
+        try {
+          await this.push();
+        } finally {
+          if (old) this.closeFd(old.netnsFd);
+        }
         const st = this.states[pod.uid];
         if (st?.state === 'failed') {
           this.pods.delete(pod.uid);
-          await this.push();
-          this.closeFd(pod.netnsFd);
+          try {
+            await this.push();
+          } finally {
+            this.closeFd(pod.netnsFd);
+          }
           return st.reason;
         }
         this.deps.log.info({ pod: podName(pod), uid: pod.uid, state: st?.state }, 'pod added over ZDS');
@@ -186,16 +216,22 @@ export class ZdsClient {
         const pod = this.pods.get(req.uid);
         if (!pod) return '';
         this.pods.delete(req.uid);
-        await this.push();
-        this.closeFd(pod.netnsFd);
+        try {
+          await this.push();
+        } finally {
+          this.closeFd(pod.netnsFd);
+        }
         this.deps.log.info({ pod: podName(pod), uid: pod.uid }, 'pod deleted over ZDS');
         return '';
       }
       case 'snapshot-sent': {
         const gone = [...this.pods.values()].filter((p) => !this.seen.has(p.uid));
         for (const p of gone) this.pods.delete(p.uid);
-        if (gone.length > 0) await this.push();
-        for (const p of gone) this.closeFd(p.netnsFd);
+        try {
+          if (gone.length > 0) await this.push();
+        } finally {
+          for (const p of gone) this.closeFd(p.netnsFd);
+        }
         if (gone.length > 0) this.deps.log.info({ pods: gone.map(podName) }, 'pods not in the node agent snapshot removed');
         if (!this.synced) {
           this.synced = true;

@@ -50,6 +50,8 @@ export interface SocketRelay {
   stats(): { readonly aToB: number; readonly bToA: number };
   /** Cut it now (pod deleted, shutdown); `done` still settles. */
   stop(): void;
+  /** Which engine relays it. */
+  readonly kind: 'splice' | 'js';
   readonly done: Promise<{ readonly aToB: number; readonly bToA: number; readonly reason: string }>;
 }
 

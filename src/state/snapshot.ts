@@ -58,7 +58,6 @@ export class Snapshot {
   readonly policies: CompiledPolicies;
   private readonly workloadsByAddr: ByAddress<Workload> = new Map();
   private readonly workloadsByUid = new Map<string, Workload>();
-  private readonly workloadsByName = new Map<string, Workload>();
   private readonly servicesByVip: ByAddress<Service> = new Map();
   private readonly servicesByKey = new Map<string, Service>();
   private readonly endpointsByKey = new Map<string, Endpoint[]>();
@@ -79,10 +78,6 @@ export class Snapshot {
     for (const w of doc.workloads) {
       if (this.workloadsByUid.has(w.uid)) continue;
       this.workloadsByUid.set(w.uid, w);
-      // first workload of a namespace/name wins, local ones first (see workloadByName)
-      const nameKey = resourceKey(w.namespace, w.name);
-      const seen = this.workloadsByName.get(nameKey);
-      if (seen === undefined || (seen.node !== opts.nodeName && w.node === opts.nodeName)) this.workloadsByName.set(nameKey, w);
       for (const ip of w.workloadIps) putAddress(this.workloadsByAddr, w.network, ip, w);
       for (const key in w.services) {
         // a reference to a missing service is rejected by the loader; ignore it defensively
@@ -102,14 +97,6 @@ export class Snapshot {
 
   workloadByUid(uid: string): Workload | undefined {
     return this.workloadsByUid.get(uid);
-  }
-
-  /**
-   * The workload named `namespace/name` (in-pod mode finds a pod registered over ZDS this way);
-   * when several share the name, one on this node is preferred, then document order.
-   */
-  workloadByName(namespace: string, name: string): Workload | undefined {
-    return this.workloadsByName.get(resourceKey(namespace, name));
   }
 
   /** The service with this VIP in `network` ("" = the default network). */

@@ -207,7 +207,17 @@ export class WorkerPool {
     this.pods = pods;
     const seq = ++this.podSeq;
     this.broadcast({ type: 'pods', seq, pods });
-    await this.until(() => this.stopping || this.slots.every((s) => s.worker === null || s.podSeq >= seq));
+    const applied = (): boolean => this.stopping || this.slots.every((s) => s.worker === null || s.podSeq >= seq);
+    // a live but stuck worker must not hold every ZDS ack forever
+    const deadlineMs = (this.deps.requestTimeoutMs ?? 2000) * 10;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)));
+    await Promise.race([this.until(applied), late]);
+    clearTimeout(timer);
+    if (!applied()) {
+      const slow = this.slots.filter((s) => s.worker !== null && s.podSeq < seq).map((s) => s.index);
+      this.deps.log.error({ workers: slow, deadlineMs }, 'proxy workers did not apply the pod set in time; answering with what the others report');
+    }
     return this.podStates();
   }
 
@@ -279,6 +289,7 @@ export class WorkerPool {
     const snap = this.deps.store.current;
     const certs = this.deps.certs.states().flatMap((s) => (s.cert ? [s.cert] : []));
     slot.podSeq = 0;
+    slot.podStates = {};
     const init: MainToWorker = { type: 'init', workerId: slot.index, config: this.config, snapshot: snapshotMessage(snap.version, encodeDoc(snap.doc)), certs, limit: this.limit, pods: this.pods, podSeq: this.podSeq };
     worker.on('message', (msg: WorkerToMain) => this.onMessage(slot, msg));
     worker.on('error', (err) => (slot.lastError = err));
@@ -301,7 +312,9 @@ export class WorkerPool {
         slot.addresses = msg.addresses;
         break;
       case 'pods-applied':
-        slot.podSeq = Math.max(slot.podSeq, msg.seq);
+        // an answer about an older set than the newest one this worker reported is stale
+        if (msg.seq < slot.podSeq) break;
+        slot.podSeq = msg.seq;
         slot.podStates = msg.states;
         if (msg.addresses.length > 0) slot.addresses = msg.addresses;
         break;

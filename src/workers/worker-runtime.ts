@@ -58,9 +58,10 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
     for (const c of msg.certs) certs.put(c);
     const limit = msg.limit === null ? null : new ConnectionLimit(msg.limit, msg.workerId);
     started = start(config, logging, mirror, certs, limit);
+    // queued before any later 'pods' message can be: the newest set always wins
+    if (msg.podSeq > 0) applyPods(msg.podSeq, msg.pods);
     started.then(
       ({ data }) => {
-        if (msg.podSeq > 0) void applyPods(msg.podSeq, msg.pods);
         void data.settled().then(() => post({ type: 'ready', workerId, version: mirror!.current.version, addresses: addressesOf(data) }));
         mirror!.subscribe((next) => {
           void data.settled().then(() => {
@@ -78,20 +79,28 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
     );
   };
 
-  // in-pod mode: pods are applied in order (the data plane queues them); each answer carries its seq
+  // In-pod mode: pod sets are applied strictly in the order they arrive, and one older than a set
+  // already queued is dropped (a replacement worker's init can trail the supervisor's next set).
+  // Each answer carries its seq.
   let podSeq = 0;
-  const applyPods = async (seq: number, pods: MsgPods['pods']): Promise<void> => {
-    if (started === null) return;
-    try {
-      const { data } = await started;
-      const states = await data.applyPods(pods);
-      podSeq = Math.max(podSeq, seq);
-      post({ type: 'pods-applied', workerId, seq, states, addresses: addressesOf(data) });
-    } catch (err) {
-      const e = err as { code?: string; message?: string };
-      post({ type: 'error', workerId, code: e.code ?? 'ERR_INPOD', message: e.message ?? String(err), fatal: false });
-      post({ type: 'pods-applied', workerId, seq, states: Object.fromEntries(pods.map((p) => [p.uid, { state: 'failed', reason: e.message ?? String(err) }])), addresses: [] });
-    }
+  let newestSeq = 0;
+  let podChain: Promise<void> = Promise.resolve();
+  const applyPods = (seq: number, pods: MsgPods['pods']): void => {
+    if (started === null || seq <= newestSeq) return;
+    newestSeq = seq;
+    const running = started;
+    podChain = podChain.then(async () => {
+      try {
+        const { data } = await running;
+        const states = await data.applyPods(pods);
+        podSeq = Math.max(podSeq, seq);
+        post({ type: 'pods-applied', workerId, seq, states, addresses: addressesOf(data) });
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        post({ type: 'error', workerId, code: e.code ?? 'ERR_INPOD', message: e.message ?? String(err), fatal: false });
+        post({ type: 'pods-applied', workerId, seq, states: Object.fromEntries(pods.map((p) => [p.uid, { state: 'failed', reason: e.message ?? String(err) }])), addresses: [] });
+      }
+    });
   };
 
   const answer = async (requestId: number, what: WorkerRequest): Promise<void> => {
@@ -125,7 +134,7 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
         }
         return;
       case 'pods':
-        return void applyPods(msg.seq, msg.pods);
+        return applyPods(msg.seq, msg.pods);
       case 'cert':
         return certs?.put(msg.cert);
       case 'forget-cert':

@@ -116,6 +116,9 @@ async function harness(name: string, opts: { startServer?: boolean } = {}): Prom
       current?.close();
       current = null;
     },
+    forgetPeer(): void {
+      current = null;
+    },
   });
   client.start();
   return h;
@@ -154,6 +157,7 @@ t.test('bad requests are answered with an error ack and hold no fd', async (t) =
   t.match(await h.send({ kind: 'add', uid: 'u2', info: info('b') }), /exactly one network-namespace fd, got 0/);
   t.match(await h.send({ kind: 'add', uid: 'u2', info: info('b') }, [nsFile('ns-b1'), nsFile('ns-b2')]), /got 2/);
   t.match(await h.raw(Buffer.from([0x0a, 0x05, 0x01])), /could not decode/, 'undecodable bytes');
+  t.match(await h.send({ kind: 'add', uid: 'u9', info: null }, [nsFile('ns-noinfo')]), /workload_info .* is required/, 'an add without workload_info');
   t.equal(h.applied.length, 0, 'nothing reached the data planes');
 
   h.fail.set('u3', 'cannot open the listeners of pod ns/c: EADDRINUSE');
@@ -186,6 +190,19 @@ t.test('reconnect: the agent resends its pods; the same netns is kept, a missing
   const now = h.applied.at(-1)!.find((p) => p.uid === 'ra')!;
   t.not(now.netnsFd, before.netnsFd, 'replaces the namespace');
   t.notOk(isOpen(before.netnsFd), 'and the old fd is closed');
+});
+
+t.test('an agent that floods requests without waiting for acks is cut off, and the proxy reconnects', async (t) => {
+  const h = await harness('flood');
+  t.teardown(() => h.close());
+  const peer = await h.peer();
+  (h as unknown as { forgetPeer(): void }).forgetPeer(); // the next peer() waits for the reconnect
+  for (let i = 0; i < 40; i++) peer.send(encodeRequest({ kind: 'keep', uid: `k${i}` }));
+  await once(peer, 'close');
+  t.pass('the proxy dropped the flooding connection');
+  await h.peer();
+  t.same(h.hellos, [1, 1], 'and connected again');
+  t.equal(await h.send({ kind: 'snapshot-sent' }), '', 'the new connection works');
 });
 
 t.test('the agent is not there yet: the proxy retries until it is', async (t) => {
