@@ -62,6 +62,11 @@ const ZERO: ByteCounts = { received: 0, sent: 0 };
  * Ends that are not failures, as ztunnel treats them: both sides finished, or a peer reset /
  * went away mid-stream (a TCP connection may end that way at any time).
  */
+/** The close reason ConnectionManager.recheck gives a connection a new snapshot denies. */
+function isPolicyCut(reason: string): boolean {
+  return reason.includes('no longer allowed');
+}
+
 export function isCleanEnd(reason: string): boolean {
   return (
     reason === 'complete' ||
@@ -174,7 +179,8 @@ export class ConnObserver {
     const rec = this.inboundByRecord.get(r);
     if (!rec) return;
     this.inboundByRecord.delete(r);
-    this.finish(rec, '-', bytes, isCleanEnd(reason) ? null : reason);
+    // a live connection cut by a policy change ends with the authorization outcome, like a refusal
+    this.finish(rec, isPolicyCut(reason) ? 'DENY' : '-', bytes, isCleanEnd(reason) ? null : reason);
   }
 
   private inboundReject(info: Partial<ConnInfo>, status: number, reason: string): void {
@@ -190,7 +196,7 @@ export class ConnObserver {
     }
     const dst = this.deps.snapshot().workloadByIp(info.dstIp!, this.network);
     // status 0 after identification: the client left (or a policy change closed it) during the upstream connect
-    const flags: ResponseFlag = status === 0 ? (reason.includes('no longer allowed') ? 'DENY' : '-') : responseFlagsForStatus(status);
+    const flags: ResponseFlag = status === 0 ? (isPolicyCut(reason) ? 'DENY' : '-') : responseFlagsForStatus(status);
     const full: ConnInfo = { srcIp: info.srcIp!, srcPort: info.srcPort, identity: info.identity ?? null, dstIp: info.dstIp!, dstPort: info.dstPort! };
     const rec = this.startInbound(full, dst);
     this.finish(rec, flags, ZERO, reason);

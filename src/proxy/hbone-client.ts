@@ -182,7 +182,10 @@ function awaitResponse(stream: http2.ClientHttp2Stream, conn: PooledConnection, 
     const onResponse = (headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader): void => {
       cleanup();
       const status = Number(headers[':status']);
-      if (status === 200) return resolve({ stream, status, responseHeaders: headers });
+      if (status === 200) {
+        stream.once('aborted', () => cancelAsError(stream, conn));
+        return resolve({ stream, status, responseHeaders: headers });
+      }
       // Reject once the stream is gone, so that a refused connect() holds no pool slot any more.
       const err = new HboneStatusError(status, `HBONE CONNECT ${authority} via ${conn.hop} was answered ${status}`);
       stream.once('close', () => reject(err));
@@ -200,4 +203,15 @@ function awaitResponse(stream: http2.ClientHttp2Stream, conn: PooledConnection, 
     stream.once('error', onError);
     stream.once('close', onClose);
   });
+}
+
+/**
+ * A tunnel cut because its connection went away (the peer proxy died, the session was destroyed)
+ * or reset by the peer with CANCEL closes with no 'error' — Node even emits 'end' and 'finish' —
+ * so a relay would pass it on as a clean EOF. Make it an error, so the client is reset as ztunnel
+ * does. 'aborted' comes before those events; a stream we destroyed ourselves is already destroyed.
+ */
+function cancelAsError(stream: http2.ClientHttp2Stream, conn: PooledConnection): void {
+  if (stream.destroyed || stream.rstCode !== http2.constants.NGHTTP2_CANCEL) return;
+  stream.destroy(new ProxyError('ERR_HBONE_STREAM', `HBONE tunnel via ${conn.hop} was cancelled before it finished (its connection closed)`));
 }
