@@ -9,7 +9,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { createServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isProxyError, ProxyError } from '../errors';
-import { normalizeIp } from '../net/ip';
+import { isLoopbackIp, normalizeIp } from '../net/ip';
 import type { ConnectionLimit } from '../net/conn-limit';
 import { Listener, type BoundAddress } from '../net/listener';
 import type { Service, Workload } from '../state/model';
@@ -141,6 +141,7 @@ export class Socks5Server {
     const dst = { ip: dstIp, port: dest.port };
     let plan: ExecutablePlan;
     try {
+      if (this.isSelf(dst)) throw new ProxyError('ERR_SELF_CALL', `refusing a call to the proxy's own SOCKS5 listener ${dst.ip}:${dst.port}`);
       plan = planFor(this.deps.outbound, source, dst);
     } catch (err) {
       this.failed(client, src, source.name, dst, err);
@@ -180,6 +181,18 @@ export class Socks5Server {
       const res = await r.done;
       track.closed({ received: res.aToB, sent: res.bToA }, res.reason);
     }
+  }
+
+  /**
+   * The plan refuses the fixed proxy ports on loopback (SELF_PORTS); this listener's port is
+   * configurable (ZTUNNEL_SOCKS5_ADDR, port 0 in tests), so it is checked against the bound
+   * address: dialling it would make the proxy a client of itself.
+   */
+  private isSelf(dst: { ip: string; port: number }): boolean {
+    const own = this.listener.address;
+    if (own === null || own.port !== dst.port) return false;
+    const host = normalizeIp(own.host) ?? own.host;
+    return host === dst.ip || ((host === '0.0.0.0' || host === '::') && isLoopbackIp(dst.ip));
   }
 
   private failed(client: Socket, src: { ip: string; port: number }, srcWorkload: string, dst: { ip: string; port: number }, err: unknown): void {
