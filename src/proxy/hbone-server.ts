@@ -8,9 +8,17 @@
  * (chain verified, client identity in our trust domain, ALPN h2; refusals logged with their
  * reason) → one http2 server session → each CONNECT stream handled by InboundHandler.
  *
- * Invariants: `ctxBySession` maps every live server session to the verified peer facts of its TLS
- * connection; a session without an entry (which cannot happen through accept) gets its streams
- * refused. One coarse timer per server drives the PINGs of all sessions.
+ * Invariants: `bySession` maps every live server session to the verified peer facts of its TLS
+ * connection and its reset budget; a session without an entry (which cannot happen through
+ * accept) gets its streams refused. One coarse timer per server drives the PINGs of all sessions.
+ *
+ * Rapid reset (CVE-2023-44487): nghttp2 rate-limits the peer's RST_STREAMs itself, but when it
+ * trips it only queues GOAWAY(INTERNAL_ERROR) and stops wanting input, and Node then stops
+ * reading the socket without telling JS: the session, its socket and its connection-limit slot
+ * stay until the keepalive gives up on it (forever with keepalive off), and the peer's FIN is
+ * never seen. So each session also has a reset budget of its own, smaller than nghttp2's, charged
+ * synchronously as each reset is parsed ('aborted'); once spent, the session is destroyed with
+ * GOAWAY(ENHANCE_YOUR_CALM), which ends its own tunnels and nothing else.
  */
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
@@ -31,6 +39,8 @@ import { NO_LOG, type ProxyLog } from './proxy-log';
 
 export interface HboneServerOptions<S extends WorkloadLookup> extends InboundDeps<S> {
   readonly h2?: H2Settings;
+  /** The per-session budget for streams reset by the peer; see ResetBudget. */
+  readonly resetBudget?: ResetBudgetOptions;
   /** TLS handshake deadline (ZTUNNEL_HANDSHAKE_TIMEOUT, default 10 s). */
   readonly handshakeTimeoutMs?: number;
   /** The process-wide connection budget (ZTUNNEL_MAX_CONNECTIONS); null/absent = no limit. */
@@ -59,12 +69,38 @@ interface OpenListener {
   readonly listener: Listener;
 }
 
+export interface ResetBudgetOptions {
+  /** Tokens a session starts with (and can save up to). */
+  readonly burst: number;
+  /** Tokens regained per second. */
+  readonly perSecond: number;
+  /** Cost of a reset that arrives before our response (the rapid-reset signature); others cost 1. */
+  readonly earlyCost: number;
+}
+
+/**
+ * nghttp2's own limit is a bucket of 1000 resets regaining 33/s; ours must run out first (so the
+ * session is closed by us, and closed for real) without bothering honest clients: a client whose
+ * 200 pooled tunnels all reset at once spends 200 of 500, while resets before any answer (a
+ * tunnel nobody waited for) cost 5, so a rapid-reset flood is cut after 100 streams.
+ */
+export const DEFAULT_RESET_BUDGET: ResetBudgetOptions = Object.freeze({ burst: 500, perSecond: 30, earlyCost: 5 });
+
+/** Per session: who the peer is, and what is left of its reset budget. */
+interface SessionState {
+  readonly ctx: PeerContext;
+  tokens: number;
+  refilledAt: number;
+  flooding: boolean;
+}
+
 export class HboneServer<S extends WorkloadLookup> {
   readonly contexts: TlsContexts;
   private readonly h2: http2.Http2Server;
   private readonly handler: InboundHandler<S>;
   private readonly listeners = new Map<string, OpenListener>();
-  private readonly ctxBySession = new WeakMap<http2.ServerHttp2Session, PeerContext>();
+  private readonly bySession = new WeakMap<http2.ServerHttp2Session, SessionState>();
+  private readonly resetBudget: ResetBudgetOptions;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly keepalive: H2Keepalive;
   private readonly timer: NodeJS.Timeout | null;
@@ -78,6 +114,7 @@ export class HboneServer<S extends WorkloadLookup> {
     this.settings = checkH2Settings(opts.h2 ?? DEFAULT_H2_SETTINGS);
     this.log = opts.log ?? NO_LOG;
     this.now = opts.now ?? Date.now;
+    this.resetBudget = opts.resetBudget ?? DEFAULT_RESET_BUDGET;
     this.handler = new InboundHandler(opts);
     this.keepalive = new H2Keepalive({ intervalMs: this.settings.pingIntervalMs, timeoutMs: this.settings.pingTimeoutMs });
     this.contexts = new TlsContexts({
@@ -201,7 +238,7 @@ export class HboneServer<S extends WorkloadLookup> {
       session.destroy();
       return;
     }
-    this.ctxBySession.set(session, ctx);
+    this.bySession.set(session, { ctx, tokens: this.resetBudget.burst, refilledAt: this.now(), flooding: false });
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
     raiseConnectionWindow(session, this.settings);
@@ -209,16 +246,50 @@ export class HboneServer<S extends WorkloadLookup> {
   }
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const ctx = this.ctxBySession.get(stream.session as http2.ServerHttp2Session);
-    if (!ctx) {
+    const session = stream.session as http2.ServerHttp2Session | undefined;
+    const st = session ? this.bySession.get(session) : undefined;
+    if (!session || !st) {
       stream.on('error', () => undefined);
       stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
-    this.handler.serve(stream, headers, ctx).catch((err: unknown) => {
+    // 'aborted' is emitted while nghttp2 parses the peer's RST_STREAM, before the rest of the
+    // same read: the budget is charged in step with nghttp2's own count. Our own destroy()
+    // (relay aborts, policy closes, session teardown) emits it too, but on a stream already
+    // marked destroyed: those are not the peer's doing and are not charged.
+    stream.once('aborted', () => {
+      if (!stream.destroyed) this.chargeReset(session, st, !stream.headersSent);
+    });
+    this.handler.serve(stream, headers, st.ctx).catch((err: unknown) => {
       // serve() answers every failure itself; reaching here is a bug, not a reason to crash the node
       this.log.warn({ err: (err as Error)?.stack ?? String(err) }, 'HBONE stream handler failed');
       if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
+  }
+
+  /** Charges one peer reset to its session; a session over budget is ended (see the header). */
+  private chargeReset(session: http2.ServerHttp2Session, st: SessionState, early: boolean): void {
+    if (st.flooding) return;
+    const b = this.resetBudget;
+    const now = this.now();
+    st.tokens = Math.min(b.burst, st.tokens + ((now - st.refilledAt) / 1000) * b.perSecond);
+    st.refilledAt = now;
+    st.tokens -= early ? b.earlyCost : 1;
+    if (st.tokens >= 0) return;
+    st.flooding = true;
+    this.log.warn({ src: joinHostPort(st.ctx.srcIp, st.ctx.srcPort), srcIdentity: formatSpiffe(st.ctx.identity) }, 'HBONE session closed: too many streams reset by the peer (rapid reset)');
+    // Not from inside nghttp2's callback: once the current read is parsed. The GOAWAY is queued
+    // first (a no-op if nghttp2 already sent its own); destroy() then closes the socket whatever
+    // nghttp2's state, which resets this session's streams (so its tunnels) and only those.
+    process.nextTick(() => {
+      if (session.destroyed) return;
+      const calm = http2.constants.NGHTTP2_ENHANCE_YOUR_CALM;
+      try {
+        session.goaway(calm);
+      } catch {
+        // already closing: destroy() below still ends it
+      }
+      session.destroy(new ProxyError('ERR_H2_RESET_FLOOD', 'too many streams reset by the peer'), calm);
     });
   }
 

@@ -157,6 +157,14 @@ export class InboundHandler<S extends WorkloadLookup> {
     // The relay attaches its own handlers; until then a client reset must not be an unhandled error.
     stream.on('error', ignore);
     const early: Partial<ConnInfo> = { srcIp: peer.srcIp, srcPort: peer.srcPort, identity: peer.identity };
+    // Let the rest of the read that carried these HEADERS be parsed first: a stream the client
+    // reset in the same breath (rapid reset, CVE-2023-44487) is dropped here instead of costing
+    // an authorization and a TCP connect to the app each.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (stream.destroyed || stream.closed) {
+      this.deps.events?.onReject?.(early, 0, 'client reset the stream before it was served');
+      return;
+    }
     const method = headers[':method'];
     if (method !== 'CONNECT') return this.reject(stream, early, 400, `method ${String(method)} is not CONNECT`);
     const auth = parseAuthority(headers[':authority']);

@@ -100,13 +100,28 @@ export class RawH2 {
     return Buffer.concat(parts);
   }
 
-  /** Resolves once `pred` holds over the frames received, or the connection closed. */
-  until(pred: (frames: Received[]) => boolean): Promise<void> {
+  /**
+   * Resolves once `pred` holds over the frames received, or the connection closed, or (when
+   * given) `limitMs` passed: a server that neither answers nor closes must fail the test's
+   * assertions, not hang it. Resolves with whether `pred` held.
+   */
+  until(pred: (frames: Received[]) => boolean, limitMs?: number): Promise<boolean> {
     return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | null = null;
+      let settled = false;
+      const finish = (v: boolean): void => {
+        if (settled) return;
+        settled = true;
+        if (timer) clearTimeout(timer);
+        resolve(v);
+      };
       const check = (): void => {
-        if (pred(this.frames) || this.closed) resolve();
+        if (settled) return;
+        if (pred(this.frames)) finish(true);
+        else if (this.closed) finish(false);
         else this.waiters.push(check);
       };
+      if (limitMs !== undefined) timer = setTimeout(() => finish(pred(this.frames)), limitMs);
       check();
     });
   }
