@@ -87,10 +87,11 @@ export function pattern(size: number, seed: number): Buffer {
 export const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /**
- * Sends `payload` and resolves with the sha256 of the same number of echoed bytes; rejects with
- * the socket's error code (or "closed") if the connection ends first.
+ * Sends `payload` (or only its prefix `sendNow`, the caller writing the rest) and resolves with
+ * the sha256 of the same number of echoed bytes; rejects with the socket's error code (or
+ * "closed"/"end") if the connection ends first.
  */
-export function echoHash(s: Socket, payload: Buffer): Promise<string> {
+export function echoHash(s: Socket, payload: Buffer, sendNow: Buffer = payload): Promise<string> {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
     let got = 0;
@@ -124,7 +125,7 @@ export function echoHash(s: Socket, payload: Buffer): Promise<string> {
     s.once('end', onClose);
     s.once('close', onClose);
     s.resume();
-    if (!s.destroyed) s.write(payload);
+    if (!s.destroyed) s.write(sendNow);
   });
 }
 

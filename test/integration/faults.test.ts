@@ -252,10 +252,12 @@ async function workerKill(t: Tap, nativeRelay: boolean): Promise<void> {
   const live = (await pool.stats()).sort((x, y) => x.workerId - y.workerId).map((s) => s.live);
   t.ok(live[0]! > 0 && live[1]! > 0, `both workers hold transfers (${live.join(', ')})`);
 
-  // the rest of every transfer is in flight when the worker goes
+  // half of the rest of every transfer is in flight when the worker goes; the other half is
+  // written after, so no transfer can complete before the kill
   const rest = pattern(2 << 20, 21);
-  const results = conns.map((s) => echoHash(s, rest).then((h) => h === sha(rest), () => 'failed' as const));
+  const results = conns.map((s) => echoHash(s, rest, rest.subarray(0, 1 << 20)).then((h) => h === sha(rest), () => 'failed' as const));
   await pool.terminateWorker(0);
+  for (const s of conns) if (!s.destroyed && s.writable) s.write(rest.subarray(1 << 20));
   const outcome = await Promise.all(results);
   t.equal(outcome.filter((o) => o === 'failed').length, live[0], "exactly the dead worker's transfers failed");
   t.equal(outcome.filter((o) => o === true).length, live[1], "every transfer of the surviving worker completed byte-exact");
