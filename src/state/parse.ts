@@ -46,7 +46,13 @@ function toRaw(text: string, issues: IssueList): unknown {
     for (const e of doc.errors) issues.add('', e.message.split('\n')[0]!.replace(/:$/, ''));
     return undefined;
   }
-  return doc.toJS({ maxAliasCount: 1000 }) as unknown;
+  try {
+    return doc.toJS({ maxAliasCount: 1000 }) as unknown;
+  } catch (err) {
+    // the YAML library throws (not reports) for an alias to a missing anchor or an alias bomb
+    issues.add('', (err as Error).message.split('\n')[0]!);
+    return undefined;
+  }
 }
 
 interface Shared {

@@ -5,6 +5,7 @@
 import assert from 'node:assert';
 import t from 'tap';
 import fc from 'fast-check';
+import { useFuzzSeed } from '../helpers/fuzz-seed';
 import { isProxyError } from '../../src/errors';
 import {
   ZDS_VERSION_V1,
@@ -16,6 +17,8 @@ import {
   encodeRequest,
   type ZdsRequest,
 } from '../../src/inpod/zds-codec';
+
+useFuzzSeed((m) => t.comment(m));
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const ascii = (s: string): number[] => [...Buffer.from(s, 'utf8')];

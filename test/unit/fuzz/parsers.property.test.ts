@@ -5,16 +5,19 @@
  * formatters write.
  *
  * CI runs a bounded number of cases per property (a few seconds in all). For a longer hunt set
- * FUZZ_RUNS, e.g. `FUZZ_RUNS=200000 npx tap dist/test/unit/fuzz/parsers.property.test.js`; a
+ * FUZZ_RUNS and a random seed, e.g. `FUZZ_SEED=random FUZZ_RUNS=200000 npx tap dist/test/unit/fuzz/parsers.property.test.js`; a
  * failure prints the seed and the shrunk counterexample to replay.
  */
 import t from 'tap';
 import fc from 'fast-check';
+import { useFuzzSeed } from '../../helpers/fuzz-seed';
 import { formatAuthority, parseAuthority } from '../../../src/proxy/authority';
 import { formatBaggage, parseBaggage } from '../../../src/proxy/baggage';
 import { formatForwardedFor, forwardedFor, parseForwarded } from '../../../src/proxy/forwarded';
 import { parseSnapshot } from '../../../src/state/parse';
 import { isProxyError } from '../../../src/errors';
+
+useFuzzSeed((m) => t.comment(m));
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? '') || 300;
 const opts = { numRuns: RUNS };

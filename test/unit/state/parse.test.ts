@@ -54,6 +54,8 @@ const rows: [string, ((d: Doc) => void) | string, [string, string][]][] = [
   ['empty text', '', [['', 'the document is empty (write {} for a snapshot with nothing in it)']]],
   ['only a comment', '# nothing yet\n', [['', 'the document is empty (write {} for a snapshot with nothing in it)']]],
   ['top level is a list', '[1, 2]', [['', 'expected a mapping, got a list']]],
+  // found by the property test: the YAML library throws for these instead of reporting them
+  ['alias to a missing anchor', '*!', [['', 'Unresolved alias (the anchor must be set before the alias): !']]],
   ['unknown top-level field', (d) => (d.extra = 1), [['extra', 'unknown field']]],
   ['workloads is not a list', (d) => (d.workloads = {}), [['workloads', 'expected a list, got a mapping']]],
   ['a workload is not a mapping', (d) => (d.workloads[1] = 'b'), [['workloads[1]', 'expected a mapping, got string "b"']]],
