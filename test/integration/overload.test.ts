@@ -23,6 +23,7 @@ import { ConnectionLimit, refusalLogger } from '../../src/net/conn-limit';
 import { socksConnect } from '../../src/proxy/socks5-client';
 import { loopbackBlock } from '../helpers/loopback';
 import { eventually } from '../helpers/eventually';
+import { echoHash } from '../helpers/mesh-nodes';
 import { echoServer, makeCerts, readAll, startHarness } from './hbone-fixtures';
 
 const lb = loopbackBlock(10, 1);
@@ -32,28 +33,6 @@ const ECHO = lb.ip(20);
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-/** Sends `payload` and resolves with the sha256 of the same number of echoed bytes. */
-function echoHash(s: net.Socket, payload: Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    let got = 0;
-    const onData = (d: Buffer): void => {
-      h.update(d);
-      got += d.length;
-      if (got >= payload.length) {
-        s.off('data', onData);
-        s.off('close', onClose);
-        s.pause();
-        resolve(h.digest('hex'));
-      }
-    };
-    const onClose = (): void => reject(new Error(`connection closed after ${got} of ${payload.length} bytes`));
-    s.on('data', onData);
-    s.once('close', onClose);
-    s.resume();
-    s.write(payload);
-  });
-}
 
 /** A raw TCP connection that sends `bytes` and then nothing; resolves with it once connected. */
 function stalled(host: string, port: number, bytes: Buffer): Promise<net.Socket> {

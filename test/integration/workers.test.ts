@@ -11,7 +11,6 @@
 import t, { type Test as Tap } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +23,7 @@ import type { WorkerPool } from '../../src/workers/supervisor';
 import { loopbackBlock } from '../helpers/loopback';
 import { parseProm, sumOf } from '../helpers/prom-text';
 import { eventually } from '../helpers/eventually';
+import { echoHash, get } from '../helpers/mesh-nodes';
 
 const net = loopbackBlock(9, 1);
 const CLIENT = net.ip(1);
@@ -37,42 +37,8 @@ const workload = (name: string, ip: string) => ({ uid: `c1//v1/Pod/default/${nam
 const snapshotText = (names: Array<[string, string]>): string => JSON.stringify({ workloads: names.map(([n, ip]) => workload(n, ip)) });
 writeFileSync(snapshotPath, snapshotText([['client', CLIENT]]));
 
-function get(addr: { host: string; port: number }, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: addr.host, port: addr.port, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 
-/** Sends `payload` and resolves with the sha256 of what the echo sends back (same length). */
-function echoHash(s: Socket, payload: Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    let got = 0;
-    const onData = (d: Buffer): void => {
-      h.update(d);
-      got += d.length;
-      if (got >= payload.length) {
-        s.off('data', onData);
-        s.off('close', onClose);
-        s.pause();
-        resolve(h.digest('hex'));
-      }
-    };
-    const onClose = (): void => reject(new Error(`connection closed after ${got} of ${payload.length} bytes`));
-    s.on('data', onData);
-    s.once('close', onClose);
-    s.resume();
-    s.write(payload);
-  });
-}
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
