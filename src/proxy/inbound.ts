@@ -218,6 +218,12 @@ export class InboundHandler<S extends WorkloadLookup> {
       return;
     }
     stream.respond({ ':status': 200, baggage: formatBaggage(workloadBaggage(dst)) });
+    // A tunnel cut because the client's connection went away (its proxy died) ends with no 'error'
+    // — Node even emits 'end' — so the relay would hand the app a clean EOF for a truncated
+    // transfer. Make it an error, so the app is reset ('aborted' comes before those events).
+    stream.once('aborted', () => {
+      if (!stream.destroyed) stream.destroy(new ProxyError('ERR_HBONE_STREAM', 'the HBONE tunnel was cut before it finished (the client connection closed)'));
+    });
     r = relay(stream, upstream, { aName: 'downstream', bName: 'upstream' });
     stream.off('error', ignore);
     const events = this.deps.events;

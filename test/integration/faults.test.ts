@@ -36,7 +36,7 @@ const OUTSIDE = lb.ip(200);
 const NODE_A = lb.ip(250);
 const NODE_B = lb.ip(251);
 const NODE_W = lb.ip(252);
-const PORT = { echo: 8080, reset: 8081, fin: 8082 } as const;
+const PORT = { echo: 8080, reset: 8081, fin: 8082, watch: 8083 } as const;
 
 const dir = mkdtempSync(join(tmpdir(), 'ztunnel-faults-'));
 const caDir = join(dir, 'ca');
@@ -77,6 +77,7 @@ async function twoNodeFaults(t: Tap, nativeRelay: boolean): Promise<void> {
   // what the "fin" app received from each client, hashed once the client half-closes
   const finReceived: string[] = [];
   const finReply = pattern(300 << 10, 11);
+  const watchEndings: string[] = [];
   const apps = {
     echo: echoApp(),
     outside: echoApp(),
@@ -90,6 +91,14 @@ async function twoNodeFaults(t: Tap, nativeRelay: boolean): Promise<void> {
       });
     }),
     // sends 300 KiB and its FIN at once, then keeps reading until the client's FIN
+    // echoes, and records how each connection ended ('end' or the error code)
+    watch: createServer({ allowHalfOpen: true }, (s) => {
+      let how = '';
+      s.on('error', (e: NodeJS.ErrnoException) => void (how ||= e.code ?? e.message));
+      s.on('end', () => void (how ||= 'end'));
+      s.on('close', () => watchEndings.push(how || 'closed'));
+      s.pipe(s);
+    }),
     fin: createServer({ allowHalfOpen: true }, (s) => {
       s.on('error', () => undefined);
       const parts: Buffer[] = [];
@@ -102,12 +111,14 @@ async function twoNodeFaults(t: Tap, nativeRelay: boolean): Promise<void> {
     listen(apps.echo, PORT.echo, SERVER),
     listen(apps.reset, PORT.reset, SERVER),
     listen(apps.fin, PORT.fin, SERVER),
+    listen(apps.watch, PORT.watch, SERVER),
     listen(apps.outside, PORT.echo, OUTSIDE),
   ]);
   // SECRET_TTL < 2 min: the leaf's half-life is already past at issuance, so every tick re-issues
   const env = { SECRET_TTL: '90s', POOL_MAX_STREAMS_PER_CONNECTION: '50', LOG_LEVEL: 'info' };
   const nodeB = (): Promise<MeshNode> => startNode({ name: 'node-b', ip: NODE_B, snapshotPath, caDir, nativeRelay, env });
-  const a = await startNode({ name: 'node-a', ip: NODE_A, snapshotPath, caDir, nativeRelay, env });
+  const nodeA = (): Promise<MeshNode> => startNode({ name: 'node-a', ip: NODE_A, snapshotPath, caDir, nativeRelay, env });
+  let a = await nodeA();
   let b = await nodeB();
   const sockets: Socket[] = [];
   t.teardown(async () => {
@@ -177,6 +188,23 @@ async function twoNodeFaults(t: Tap, nativeRelay: boolean): Promise<void> {
     const fresh = await connect(CLIENT);
     const big = pattern(4 << 20, 8);
     t.equal(await echoHash(fresh, big), sha(big), 'the first new connection once B is back works, 4 MiB byte-exact');
+  });
+
+  t.test('node A dies mid-transfer: the apps behind B see a reset, not a clean end', async (t) => {
+    const live = await Promise.all(Array.from({ length: 10 }, () => connect(CLIENT, PORT.watch)));
+    const chunk = pattern(128 << 10, 9);
+    t.ok((await Promise.all(live.map((s) => echoHash(s, chunk)))).every((h) => h === sha(chunk)), '10 tunnels moving bytes');
+    const before = watchEndings.length;
+    // the clients lose their proxy too; what matters here is the app side
+    for (const s of live) s.on('error', () => undefined);
+    for (const s of live) s.write(pattern(1 << 20, 10));
+    await a.app.close();
+    await eventually(() => watchEndings.length >= before + 10, 'the app to see all 10 connections end');
+    const how = watchEndings.slice(before);
+    t.ok(how.every((h) => h === 'ECONNRESET'), `every app connection of a tunnel from A ends with a reset (${[...new Set(how)].join(',')})`);
+    a = await nodeA();
+    const fresh = await connect(CLIENT);
+    t.equal(await echoHash(fresh, chunk), sha(chunk), 'A back: new connections work');
   });
 
   t.test('swaps and certificate rotations during 200 transfers; a swap that denies half of them', async (t) => {
