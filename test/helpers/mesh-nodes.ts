@@ -28,7 +28,8 @@ export interface NodeOptions {
   readonly env?: Record<string, string>;
 }
 
-function nodeEnv(o: NodeOptions): Record<string, string> {
+/** The env of one test node on loopback: SOCKS5 on, every endpoint on `ip` port 0, JSON logs; `env` adds or overrides. */
+export function nodeEnv(o: NodeOptions): Record<string, string> {
   return {
     ZTUNNEL_NATIVE_RELAY: String(o.nativeRelay),
     NODE_NAME: o.name,

@@ -21,6 +21,7 @@ import { socksConnect, SocksError } from '../../src/proxy/socks5-client';
 import { loopbackBlock } from '../helpers/loopback';
 import { parseProm, select, sumOf, type Sample } from '../helpers/prom-text';
 import { eventually } from '../helpers/eventually';
+import { nodeEnv } from '../helpers/mesh-nodes';
 
 const net = loopbackBlock(8, 1);
 const CLIENT = net.ip(1);
@@ -56,18 +57,7 @@ interface Node {
 
 async function startNode(name: string, ip: string): Promise<Node> {
   const config = parseConfig(
-    {
-      NODE_NAME: name,
-      LOCAL_XDS_PATH: snapshotPath,
-      LOCAL_CA_DIR: join(dir, 'ca'),
-      UNSTABLE_ENABLE_SOCKS5: 'true',
-      ZTUNNEL_SOCKS5_ADDR: `${ip}:0`,
-      ZTUNNEL_ADMIN_ADDR: `${ip}:0`,
-      ZTUNNEL_STATS_ADDR: `${ip}:0`,
-      ZTUNNEL_READINESS_ADDR: `${ip}:0`,
-      LOG_FORMAT: 'json',
-      CONNECTION_TERMINATION_DEADLINE: '20s',
-    },
+    nodeEnv({ name, ip, snapshotPath, caDir: join(dir, 'ca'), nativeRelay: true, env: { CONNECTION_TERMINATION_DEADLINE: '20s' } }),
     { logicalCpus: 2 },
   );
   const lines: Record<string, unknown>[] = [];

@@ -23,7 +23,7 @@ import { ConnectionLimit, refusalLogger } from '../../src/net/conn-limit';
 import { socksConnect } from '../../src/proxy/socks5-client';
 import { loopbackBlock } from '../helpers/loopback';
 import { eventually } from '../helpers/eventually';
-import { echoHash } from '../helpers/mesh-nodes';
+import { echoHash, nodeEnv } from '../helpers/mesh-nodes';
 import { echoServer, makeCerts, readAll, startHarness } from './hbone-fixtures';
 
 const lb = loopbackBlock(10, 1);
@@ -121,22 +121,14 @@ async function appLimit(t: Tap, nativeRelay: boolean): Promise<void> {
   const xdsPath = join(dir, `snapshot-${nativeRelay}.json`);
   writeFileSync(xdsPath, JSON.stringify({ workloads: [{ uid: 'c1//v1/Pod/default/client', name: 'client', namespace: 'default', serviceAccount: 'client', workloadIps: [CLIENT], protocol: 'HBONE', node: 'node-o' }] }));
   const config = parseConfig(
-    {
-      NODE_NAME: 'node-o',
-      LOCAL_XDS_PATH: xdsPath,
-      LOCAL_CA_DIR: join(dir, 'ca'),
-      UNSTABLE_ENABLE_SOCKS5: 'true',
-      ZTUNNEL_SOCKS5_ADDR: `${PROXY}:0`,
-      ZTUNNEL_ADMIN_ADDR: `${PROXY}:0`,
-      ZTUNNEL_STATS_ADDR: `${PROXY}:0`,
-      ZTUNNEL_READINESS_ADDR: `${PROXY}:0`,
-      ZTUNNEL_WORKER_THREADS: '2',
-      ZTUNNEL_NATIVE_RELAY: String(nativeRelay),
-      ZTUNNEL_MAX_CONNECTIONS: String(MAX),
-      ZTUNNEL_HANDSHAKE_TIMEOUT: '2s',
-      LOG_LEVEL: 'error',
-      LOG_FORMAT: 'json',
-    },
+    nodeEnv({
+      name: 'node-o',
+      ip: PROXY,
+      snapshotPath: xdsPath,
+      caDir: join(dir, 'ca'),
+      nativeRelay,
+      env: { ZTUNNEL_WORKER_THREADS: '2', ZTUNNEL_MAX_CONNECTIONS: String(MAX), ZTUNNEL_HANDSHAKE_TIMEOUT: '2s', LOG_LEVEL: 'error' },
+    }),
     { logicalCpus: 2 },
   );
   const app = await startNodeApp(config, new Logging({ ...config.log, destination: { write: () => undefined } }));

@@ -16,6 +16,7 @@ import { initCaDir } from '../../src/identity/ca-dir';
 import { Logging } from '../../src/logging/logger';
 import { startApp, type App } from '../../src/app';
 import { loopbackBlock } from '../helpers/loopback';
+import { nodeEnv } from '../helpers/mesh-nodes';
 import { socksConnect, SocksError } from '../../src/proxy/socks5-client';
 
 const net = loopbackBlock(6, 1);
@@ -62,20 +63,8 @@ interface Node {
 }
 
 async function startNode(name: string, socksIp: string, nativeRelay: string): Promise<Node> {
-  const env = {
-    ZTUNNEL_NATIVE_RELAY: nativeRelay,
-    NODE_NAME: name,
-    LOCAL_XDS_PATH: snapshotPath,
-    LOCAL_CA_DIR: join(dir, 'ca'),
-    UNSTABLE_ENABLE_SOCKS5: 'true',
-    ZTUNNEL_SOCKS5_ADDR: `${socksIp}:0`,
-    // two proxies in one process: admin/stats/readiness on free ports of this file's block
-    ZTUNNEL_ADMIN_ADDR: `${socksIp}:0`,
-    ZTUNNEL_STATS_ADDR: `${socksIp}:0`,
-    ZTUNNEL_READINESS_ADDR: `${socksIp}:0`,
-    POOL_MAX_STREAMS_PER_CONNECTION: '50',
-    LOG_FORMAT: 'json',
-  };
+  // two proxies in one process: admin/stats/readiness on free ports of this file's block
+  const env = nodeEnv({ name, ip: socksIp, snapshotPath, caDir: join(dir, 'ca'), nativeRelay: nativeRelay === 'true', env: { POOL_MAX_STREAMS_PER_CONNECTION: '50' } });
   const config = parseConfig(env, { logicalCpus: 2 });
   const lines: string[] = [];
   const logging = new Logging({ ...config.log, destination: { write: (s: string) => void lines.push(s) } });

@@ -23,7 +23,7 @@ import type { WorkerPool } from '../../src/workers/supervisor';
 import { loopbackBlock } from '../helpers/loopback';
 import { parseProm, sumOf } from '../helpers/prom-text';
 import { eventually } from '../helpers/eventually';
-import { echoHash, get } from '../helpers/mesh-nodes';
+import { echoHash, get, nodeEnv } from '../helpers/mesh-nodes';
 
 const net = loopbackBlock(9, 1);
 const CLIENT = net.ip(1);
@@ -84,18 +84,14 @@ t.test('a worker that cannot bind fails the start, like the main-thread data pla
   t.teardown(() => void busy.close());
   const port = (busy.address() as { port: number }).port;
   const config = parseConfig(
-    {
-      NODE_NAME: 'node-w',
-      LOCAL_XDS_PATH: snapshotPath,
-      LOCAL_CA_DIR: join(dir, 'ca'),
-      UNSTABLE_ENABLE_SOCKS5: 'true',
-      ZTUNNEL_SOCKS5_ADDR: `${PROXY}:${port}`,
-      ZTUNNEL_ADMIN_ADDR: `${PROXY}:0`,
-      ZTUNNEL_STATS_ADDR: `${PROXY}:0`,
-      ZTUNNEL_READINESS_ADDR: `${PROXY}:0`,
-      ZTUNNEL_WORKER_THREADS: '2',
-      LOG_LEVEL: 'off',
-    },
+    nodeEnv({
+      name: 'node-w',
+      ip: PROXY,
+      snapshotPath,
+      caDir: join(dir, 'ca'),
+      nativeRelay: true,
+      env: { ZTUNNEL_SOCKS5_ADDR: `${PROXY}:${port}`, ZTUNNEL_WORKER_THREADS: '2', LOG_LEVEL: 'off' },
+    }),
     { logicalCpus: 2 },
   );
   // the workers are terminated on the way out: a leftover thread would keep this file from ending
@@ -114,20 +110,7 @@ async function twoWorkers(t: Tap, nativeRelay: boolean): Promise<void> {
   const xdsPath = join(dir, `snapshot-${nativeRelay}.json`);
   writeFileSync(xdsPath, snapshotText([['client', CLIENT]]));
   const config = parseConfig(
-    {
-      NODE_NAME: 'node-w',
-      LOCAL_XDS_PATH: xdsPath,
-      LOCAL_CA_DIR: join(dir, 'ca'),
-      UNSTABLE_ENABLE_SOCKS5: 'true',
-      ZTUNNEL_SOCKS5_ADDR: `${PROXY}:0`,
-      ZTUNNEL_ADMIN_ADDR: `${PROXY}:0`,
-      ZTUNNEL_STATS_ADDR: `${PROXY}:0`,
-      ZTUNNEL_READINESS_ADDR: `${PROXY}:0`,
-      ZTUNNEL_WORKER_THREADS: '2',
-      ZTUNNEL_NATIVE_RELAY: String(nativeRelay),
-      LOG_LEVEL: 'warn',
-      LOG_FORMAT: 'json',
-    },
+    nodeEnv({ name: 'node-w', ip: PROXY, snapshotPath: xdsPath, caDir: join(dir, 'ca'), nativeRelay, env: { ZTUNNEL_WORKER_THREADS: '2', LOG_LEVEL: 'warn' } }),
     { logicalCpus: 2 },
   );
   const lines: Record<string, unknown>[] = [];
