@@ -11,8 +11,9 @@
  */
 import { authorize } from '../src/authz/authorize';
 import { compilePolicies, type CompiledPolicies } from '../src/authz/compile';
-import type { ConnInfo, Decision } from '../src/authz/types';
-import type { Policy, Rule, Workload } from '../src/state/model';
+import type { Decision } from '../src/authz/types';
+import type { Policy, Rule } from '../src/state/model';
+import { conn, workload } from '../test/unit/authz/fixtures';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -42,35 +43,9 @@ function worstCasePolicies(n: number, rules: number): Policy[] {
   return out;
 }
 
-const DST: Workload = {
-  uid: 'Kubernetes//Pod/default/httpbin-1',
-  name: 'httpbin-1',
-  namespace: 'default',
-  workloadIps: ['10.0.2.7'],
-  protocol: 'HBONE',
-  trustDomain: 'cluster.local',
-  serviceAccount: 'httpbin',
-  node: 'node-1',
-  network: '',
-  workloadName: 'httpbin',
-  workloadType: 'deployment',
-  canonicalName: 'httpbin',
-  canonicalRevision: 'v1',
-  clusterId: 'Kubernetes',
-  locality: null,
-  status: 'Healthy',
-  authorizationPolicies: [],
-  capacity: 1,
-  services: {},
-};
-
-const CONN: ConnInfo = {
-  srcIp: '10.0.1.5',
-  srcPort: 40000,
-  identity: { trustDomain: 'cluster.local', namespace: 'default', serviceAccount: 'sleep' },
-  dstIp: '10.0.2.7',
-  dstPort: 8080,
-};
+// the unit tests' workload and connection (sleep → httpbin:8080), so bench and tests judge the same case
+const DST = workload();
+const CONN = conn();
 
 interface Timing {
   readonly ops: number;
