@@ -20,6 +20,7 @@ import { authorize } from '../authz/authorize';
 import { SELF_PORTS } from '../config/ports';
 import { ProxyError } from '../errors';
 import type { NativeApi } from '../native/addon';
+import { fdOf } from '../native/relay';
 import type { Listener } from '../net/listener';
 import { joinHostPort, normalizeIp } from '../net/ip';
 import { parseBaggage } from '../proxy/baggage';
@@ -64,9 +65,10 @@ export interface LiveRelay {
   readonly countedElsewhere: boolean;
 }
 
-function fdOf(sock: Socket): number {
-  const fd = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new ProxyError('ERR_NO_FD', 'the accepted socket has no file descriptor');
+/** The accepted socket's fd, for SO_ORIGINAL_DST. */
+function fdFor(sock: Socket): number {
+  const fd = fdOf(sock);
+  if (fd === undefined) throw new ProxyError('ERR_NO_FD', 'the accepted socket has no file descriptor');
   return fd;
 }
 
@@ -121,7 +123,7 @@ export async function serveOutbound(deps: PodTrafficDeps, ctx: PodContext, clien
   const src: Endpoint = { ip: normalizeIp(client.remoteAddress ?? '') ?? '', port: client.remotePort ?? 0 };
   let dst: Endpoint;
   try {
-    const o = deps.native.originalDst(fdOf(client));
+    const o = deps.native.originalDst(fdFor(client));
     dst = { ip: normalizeIp(o.address) ?? o.address, port: o.port };
   } catch (err) {
     deps.log.warn({ pod: ctx.name, src: joinHostPort(src.ip, src.port), err: (err as Error).message }, 'outbound capture: no original destination (is the REDIRECT rule in place?)');
@@ -167,7 +169,7 @@ export async function serveInbound(deps: PodTrafficDeps, ctx: PodContext, client
   if (dstPort === listenPort) {
     // a REDIRECT rule (not TPROXY) brought it: the kernel keeps the destination for us
     try {
-      const o = deps.native.originalDst(fdOf(client));
+      const o = deps.native.originalDst(fdFor(client));
       dstIp = normalizeIp(o.address) ?? o.address;
       dstPort = o.port;
     } catch (err) {

@@ -45,7 +45,8 @@ function isResetCode(code: string | undefined): boolean {
   return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ENOTCONN' || code === 'ECONNABORTED';
 }
 
-function fdOf(sock: Socket): number | undefined {
+/** The OS file descriptor behind a net.Socket, when it has one (Node keeps it on the private handle). */
+export function fdOf(sock: Socket): number | undefined {
   const fd = (sock as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
