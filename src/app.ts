@@ -131,6 +131,7 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
     access: new AccessLog(logging.for('access')),
     snapshot: () => control.store.current,
     clusterId: config.clusterId,
+    network: config.network,
   });
 
   let data: DataPlane | null = null;

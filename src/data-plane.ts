@@ -103,7 +103,7 @@ export function h2SettingsFrom(config: Config): H2Settings {
 export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
   const { config, store, certs, log } = deps;
   const h2 = h2SettingsFrom(config);
-  const connections = new ConnectionManager({ log });
+  const connections = new ConnectionManager({ log, network: config.network });
   // In-pod mode: the leg to a local pod's app starts inside that pod's namespace, from the client's address.
   let inpod: InpodPlane | null = null;
   const connect = tcpConnect(undefined, (t, c) => {
@@ -121,6 +121,7 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
   const onLimitRefused = limit !== null ? refusalLogger(log, limit) : undefined;
   const hbone = new HboneServer<Snapshot>({
     snapshot: () => store.current,
+    network: config.network,
     authorize,
     connections,
     connect,
@@ -182,6 +183,7 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     socks5 = new Socks5Server({
       outbound: { snapshot: () => store.current, certs, hbone: client, connect, clusterId: config.clusterId },
       snapshot: () => store.current,
+      network: config.network,
       log,
       relaySockets,
       observer: deps.outboundObserver,

@@ -10,6 +10,8 @@ import { initCaDir } from '../identity/ca-dir';
 import { parseSpiffe } from '../identity/spiffe';
 import { normalizeIp, splitHostPort } from '../net/ip';
 import { SnapshotError } from '../state/parse';
+import type { Workload } from '../state/model';
+import type { Snapshot } from '../state/snapshot';
 import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, type CliIo } from './io';
 import { loadSnapshotFile } from './snapshot-file';
 
@@ -52,7 +54,7 @@ function reportLoadError(err: unknown, io: CliIo): number {
   throw err;
 }
 
-const AUTHZ_USAGE = 'usage: ztunnel-ts authz --config FILE --src IP:PORT [--identity spiffe://TD/ns/NS/sa/SA] --dst IP:PORT\n';
+const AUTHZ_USAGE = 'usage: ztunnel-ts authz --config FILE --src IP:PORT [--identity spiffe://TD/ns/NS/sa/SA] --dst IP:PORT [--network NET]\n';
 
 function parseEndpoint(flag: string, value: string | undefined): { ip: string; port: number } {
   if (value === undefined) throw new ProxyError('ERR_CLI_USAGE', `--${flag} is required`);
@@ -67,14 +69,16 @@ function parseEndpoint(flag: string, value: string | undefined): { ip: string; p
 /**
  * Evaluates one connection as the destination node would: the destination must be a workload IP
  * (the node authorizes the final pod IP and target port), the identity is the peer's SPIFFE id
- * (absent = plaintext). Prints one JSON line; exit 0 allowed, 1 denied, 2 bad input.
+ * (absent = plaintext). The destination is looked up in --network when given, else in whichever
+ * network has a workload with that IP (ambiguous when several do: give --network). Prints one
+ * JSON line; exit 0 allowed, 1 denied, 2 bad input.
  */
 export async function authzCommand(args: readonly string[], io: CliIo): Promise<number> {
-  let values: { config?: string; src?: string; dst?: string; identity?: string };
+  let values: { config?: string; src?: string; dst?: string; identity?: string; network?: string };
   try {
     ({ values } = parseArgs({
       args: [...args],
-      options: { config: { type: 'string' }, src: { type: 'string' }, dst: { type: 'string' }, identity: { type: 'string' } },
+      options: { config: { type: 'string' }, src: { type: 'string' }, dst: { type: 'string' }, identity: { type: 'string' }, network: { type: 'string' } },
       strict: true,
       allowPositionals: false,
     }));
@@ -95,12 +99,7 @@ export async function authzCommand(args: readonly string[], io: CliIo): Promise<
       }
     }
     const snap = await loadSnapshotFile(values.config, io);
-    const workload = snap.workloadByIp(dst.ip);
-    if (workload === undefined) {
-      const svc = snap.serviceByVip(dst.ip);
-      const hint = svc !== undefined ? ` (it is the VIP of service ${svc.hostname}: give one of its endpoints' IPs)` : '';
-      throw new ProxyError('ERR_CLI_USAGE', `--dst ${dst.ip}: no workload has this IP${hint}`);
-    }
+    const workload = destinationOf(snap, dst.ip, values.network);
     const d = authorize({ srcIp: src.ip, srcPort: src.port, identity, dstIp: dst.ip, dstPort: dst.port }, workload, snap);
     const line: Record<string, unknown> = { allowed: d.allowed, reason: d.reason, policy: d.policy };
     if (d.dryRun !== undefined && d.dryRun.length > 0) line['dryRun'] = d.dryRun;
@@ -115,6 +114,20 @@ export async function authzCommand(args: readonly string[], io: CliIo): Promise<
     const code = reportLoadError(err, io);
     return code === EXIT_OK ? code : EXIT_USAGE;
   }
+}
+
+/** The workload with IP `ip` in `network`, or (no --network) the only one with it in any network. */
+function destinationOf(snap: Snapshot, ip: string, network: string | undefined): Workload {
+  const found = network !== undefined ? [snap.workloadByIp(ip, network)].filter((w) => w !== undefined) : snap.doc.workloads.filter((w) => w.workloadIps.includes(ip));
+  if (found.length === 1) return found[0]!;
+  const where = network !== undefined ? ` in network ${JSON.stringify(network)}` : '';
+  if (found.length > 1) {
+    const nets = found.map((w) => JSON.stringify(w.network)).join(', ');
+    throw new ProxyError('ERR_CLI_USAGE', `--dst ${ip}: workloads in several networks have this IP (${nets}): give --network`);
+  }
+  const svc = snap.serviceByVip(ip, network ?? '');
+  const hint = svc !== undefined ? ` (it is the VIP of service ${svc.hostname}: give one of its endpoints' IPs)` : '';
+  throw new ProxyError('ERR_CLI_USAGE', `--dst ${ip}: no workload has this IP${where}${hint}`);
 }
 
 export async function caCommand(args: readonly string[], io: CliIo): Promise<number> {

@@ -1,6 +1,6 @@
 /**
  * `ztunnel-ts proxy`: parse the config (every bad variable reported, exit 1 before anything is
- * bound), start the app (data plane in worker threads), run until SIGTERM/SIGINT or POST
+ * bound), check the snapshot (a bad or unreadable one: exit 1, nothing bound), start the app (data plane in worker threads), run until SIGTERM/SIGINT or POST
  * /quitquitquit, drain, exit 0. A signal during the drain cuts every connection at once and exits 1.
  */
 import { availableParallelism } from 'node:os';
@@ -10,6 +10,7 @@ import { isProxyError } from '../errors';
 import { Logging } from '../logging/logger';
 import { startNodeApp } from '../app';
 import { EXIT_INVALID, EXIT_OK, type CliIo } from './io';
+import { checkStartupSnapshot } from './snapshot-file';
 
 export interface ProcessHooks {
   /** Installs a handler for SIGTERM/SIGINT (main.ts owns the process object). */
@@ -26,6 +27,12 @@ export async function proxyCommand(io: CliIo, hooks: ProcessHooks): Promise<numb
       return EXIT_INVALID;
     }
     throw err;
+  }
+  // the snapshot is checked before anything is bound, so a bad one is a clean start-up error
+  const badSnapshot = await checkStartupSnapshot(config);
+  if (badSnapshot !== null) {
+    io.err(`ztunnel-ts: ${badSnapshot}\n`);
+    return EXIT_INVALID;
   }
   const logging = new Logging(config.log);
   const log = logging.for('ztunnel');

@@ -14,7 +14,7 @@ commands:
   proxy [ztunnel]          run the proxy (the default)
   version                  print the version
   check-config FILE        validate a snapshot file (ztunnel's local config format)
-  authz --config FILE --src IP:PORT [--identity spiffe://TD/ns/NS/sa/SA] --dst IP:PORT
+  authz --config FILE --src IP:PORT [--identity spiffe://TD/ns/NS/sa/SA] --dst IP:PORT [--network NET]
                            evaluate one connection against the snapshot's policies
   ca init DIR              write a new plug-in CA folder (for LOCAL_CA_DIR)
   kube-snapshot FILE|-     kubectl JSON of namespaces, pods, services -> a local snapshot (YAML)

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
+import type { Config } from '../config/config';
 import { parseTrustDomain } from '../config/values';
 import { ValueError } from '../config/issues';
-import { ProxyError } from '../errors';
+import { isProxyError, ProxyError } from '../errors';
 import { parseSnapshot } from '../state/parse';
 import { buildSnapshot, type Snapshot } from '../state/snapshot';
 import type { CliIo } from './io';
@@ -28,6 +29,43 @@ export async function loadSnapshotFile(file: string, io: CliIo): Promise<Snapsho
       throw err;
     }
   }
-  const doc = parseSnapshot(text, { source: file, trustDomain });
+  // an offline check lists every problem (the 100-issue cap is for the proxy's reload log lines)
+  const doc = parseSnapshot(text, { source: file, trustDomain, maxErrors: Infinity });
   return buildSnapshot(doc, { version: 1, nodeName: io.env['NODE_NAME'] || 'local' });
+}
+
+/**
+ * The proxy's start-up check of LOCAL_XDS / LOCAL_XDS_PATH, run before anything is bound: reads
+ * and validates the snapshot the way the control plane will, and returns an operator message
+ * naming the variable (and the file) when it cannot be used, else null. Without it a bad snapshot
+ * was reported only after the readiness port was bound, and a missing file as a raw ENOENT stack.
+ * The bundled example (neither variable set) is not checked: it ships with the code.
+ */
+export async function checkStartupSnapshot(config: Config): Promise<string | null> {
+  let text: string;
+  let source: string;
+  switch (config.xds.kind) {
+    case 'embedded':
+      return null;
+    case 'inline':
+      text = config.xds.text;
+      source = 'LOCAL_XDS';
+      break;
+    case 'path':
+      source = config.xds.path;
+      try {
+        text = await readFile(source, 'utf8');
+      } catch (err) {
+        return `LOCAL_XDS_PATH: cannot read ${source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      }
+      break;
+  }
+  try {
+    buildSnapshot(parseSnapshot(text, { source, trustDomain: config.trustDomain }), { version: 1, nodeName: config.nodeName });
+  } catch (err) {
+    if (!isProxyError(err)) throw err;
+    // a SnapshotError's message already starts with its source (LOCAL_XDS or the file's path)
+    return config.xds.kind === 'path' ? `LOCAL_XDS_PATH: ${err.message}` : err.message;
+  }
+  return null;
 }

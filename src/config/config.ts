@@ -67,6 +67,8 @@ export interface Config {
   readonly numWorkerThreads: number;
   readonly nodeName: string;
   readonly clusterId: string;
+  /** NETWORK: the network this node is on; workload and VIP lookups of the data path use it ("" = the default network). */
+  readonly network: string;
   readonly trustDomain: string;
   readonly xds: XdsSource;
   /** Istio plug-in CA folder; null = generate an in-memory CA. */
@@ -188,6 +190,7 @@ export function parseConfig(env: Env, facts: { logicalCpus: number }): Config {
     numWorkerThreads: workers.threads,
     nodeName: r.read('NODE_NAME', parseName, DEFAULT_NODE_NAME),
     clusterId: metaClusterId ?? clusterId,
+    network: r.read('NETWORK', parseName, ''),
     trustDomain: r.read('TRUST_DOMAIN', parseTrustDomain, DEFAULT_TRUST_DOMAIN),
     xds,
     localCaDir: r.read<string | null>('LOCAL_CA_DIR', parsePath, null),

@@ -41,6 +41,7 @@ export function toConfigDump(config: Config): Record<string, unknown> {
     numWorkerThreads: config.numWorkerThreads,
     localNode: config.nodeName,
     clusterId: config.clusterId,
+    network: config.network,
     trustDomain: config.trustDomain,
     localXds: xds,
     localCaDir: config.localCaDir,

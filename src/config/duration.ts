@@ -3,15 +3,15 @@
  * a number and a unit, optionally repeated: `500ms`, `5s`, `5m`, `24h`, `1h30m`, `1.5s`, `2d`.
  * Units: ns, us/µs, ms, s, m, h, d, w (and their long names: sec, min, hour, day, ...), any case.
  *
- * One deliberate difference: duration_str reads a bare number as seconds; we reject it, because
- * `CONNECTION_TERMINATION_DEADLINE=30` is as likely meant in milliseconds as in seconds and a
- * wrong guess only shows up at shutdown. The error says to add a unit.
+ * A bare non-negative number is seconds (`30` = `30s`, `1.5` = `1.5s`): duration_str's default unit
+ * is the second, so a ztunnel environment that sets CONNECTION_TERMINATION_DEADLINE=30 means 30 s
+ * and must mean the same here.
  *
  * Months and years are not accepted: their length is ambiguous and no setting needs them.
  */
 import { ValueError } from './issues';
 
-export const DURATION_EXPECTED = 'a duration like 500ms, 5s, 5m, 24h or 1h30m';
+export const DURATION_EXPECTED = 'a duration like 500ms, 5s, 5m, 24h or 1h30m (a bare number is seconds)';
 
 const MS_PER: Readonly<Record<string, number>> = {
   ns: 1e-6, nsec: 1e-6, nanosecond: 1e-6, nanoseconds: 1e-6,
@@ -30,10 +30,8 @@ const PART = /\s*(\d+(?:\.\d+)?)\s*([a-zµμ]+)\s*/y;
 /** Milliseconds (fractional for us/ns). Throws ValueError (code ERR_DURATION) naming the problem. */
 export function parseDuration(s: string): number {
   if (typeof s !== 'string' || s.trim() === '') throw new ValueError('ERR_DURATION', String(s), DURATION_EXPECTED);
-  if (/^\s*\d+(\.\d+)?\s*$/.test(s)) {
-    throw new ValueError('ERR_DURATION', s, `a duration with a unit, like ${s.trim()}s or ${s.trim()}ms (a bare number is ambiguous)`);
-  }
-  const text = s.toLowerCase();
+  // a bare number: seconds, as duration_str reads it
+  const text = /^\s*\d+(\.\d+)?\s*$/.test(s) ? `${s.trim()}s` : s.toLowerCase();
   let total = 0;
   let pos = 0;
   PART.lastIndex = 0;

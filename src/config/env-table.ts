@@ -17,6 +17,7 @@ const rows: EnvVar[] = [
   { name: 'LOCAL_XDS_PATH', default: '(unset)', meaning: 'Workloads/services/policies snapshot file (YAML or JSON). Not with LOCAL_XDS.' },
   { name: 'LOCAL_XDS', default: '(unset)', meaning: 'The snapshot inline, as YAML or JSON text. Not with LOCAL_XDS_PATH. With neither, the bundled example snapshot runs.' },
   { name: 'NODE_NAME', default: 'local', meaning: 'Name of this node; the proxy serves the snapshot workloads whose `node` is this name (the bundled example uses `local`).' },
+  { name: 'NETWORK', default: '(unset: the default network)', meaning: "The network this node is on (ztunnel's NETWORK): the proxy looks up the workloads it serves, and the sources and destinations of its connections, by IP in this network." },
   { name: 'CLUSTER_ID', default: 'Kubernetes', meaning: 'Cluster name, reported in metrics and baggage.' },
   { name: 'ISTIO_META_CLUSTER_ID', default: '(unset)', meaning: 'Overrides CLUSTER_ID when set (as in ztunnel).' },
   { name: 'TRUST_DOMAIN', default: 'cluster.local', meaning: 'SPIFFE trust domain of workload identities; peers from other trust domains are refused.' },

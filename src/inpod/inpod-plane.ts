@@ -268,6 +268,7 @@ export class InpodPlane {
           relaySockets: (a, b) => trackRelay(live, this.deps.relaySockets(a, b)),
           observer: this.deps.observer,
           source: () => ctx.workload(),
+          network: config.network,
           connectionLimit: this.deps.connectionLimit,
           onLimitRefused: this.deps.onLimitRefused,
         });

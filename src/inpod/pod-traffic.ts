@@ -17,6 +17,7 @@
 import type { Socket } from 'node:net';
 import type { Decision } from '../authz/types';
 import { authorize } from '../authz/authorize';
+import { logDryRun } from '../authz/dry-run-log';
 import { SELF_PORTS } from '../config/ports';
 import { ProxyError } from '../errors';
 import type { NativeApi } from '../native/addon';
@@ -188,6 +189,7 @@ export async function serveInbound(deps: PodTrafficDeps, ctx: PodContext, client
   } catch (err) {
     decision = { allowed: false, reason: `authorization failed: ${(err as Error).message}`, policy: null };
   }
+  logDryRun(deps.log, info, decision);
   if (!decision.allowed) return refuse(deps, client, info, 401, `denied by policy: ${decision.reason}`);
 
   let stop: ((reason: string) => void) | null = null;

@@ -11,6 +11,7 @@
 import { formatSpiffe } from '../identity/spiffe';
 import { joinHostPort } from '../net/ip';
 import type { ConnInfo, Decision } from '../authz/types';
+import { logDryRun } from '../authz/dry-run-log';
 import type { Workload } from '../state/model';
 import { NO_LOG, type ProxyLog } from './proxy-log';
 
@@ -116,6 +117,7 @@ export class ConnectionManager {
         // fail closed: a connection we can no longer judge is not kept open
         decision = { allowed: false, reason: `authorization failed: ${(err as Error).message}`, policy: null };
       }
+      logDryRun(this.log, conn.info, decision);
       if (decision.allowed) continue;
       const reason = `connection closed because it is no longer allowed: ${decision.reason}`;
       this.log.info(

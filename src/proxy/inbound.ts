@@ -19,6 +19,7 @@ import { formatSpiffe, type Identity } from '../identity/spiffe';
 import { joinHostPort, loopbackSourceFor } from '../net/ip';
 import { SELF_PORTS } from '../config/ports';
 import type { ConnInfo, Decision } from '../authz/types';
+import { logDryRun } from '../authz/dry-run-log';
 import type { Workload } from '../state/model';
 import { parseAuthority } from './authority';
 import { formatBaggage, parseBaggage, workloadBaggage, type Baggage } from './baggage';
@@ -184,6 +185,7 @@ export class InboundHandler<S extends WorkloadLookup> {
     } catch (err) {
       decision = { allowed: false, reason: `authorization failed: ${(err as Error).message}`, policy: null };
     }
+    logDryRun(this.log, info, decision);
     if (!decision.allowed) return this.reject(stream, info, 401, `denied by policy: ${decision.reason}`);
 
     await this.tunnel(stream, headers, info, dst);

@@ -155,6 +155,7 @@ async function start(config: Config, logging: Logging, mirror: SnapshotMirror, c
     access: new AccessLog(logging.for('access')),
     snapshot: () => mirror.current,
     clusterId: config.clusterId,
+    network: config.network,
   });
   // the supervisor only starts workers when the addon loaded on the main thread
   const native = loadNative();

@@ -2,7 +2,9 @@ import t from 'tap';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { runCli } from '../../src/cli/run';
+import { loopbackBlock } from '../helpers/loopback';
 
 const EXAMPLE = join(__dirname, '..', '..', '..', 'examples', 'local-snapshot.yaml');
 const noHooks = { onSignal: () => undefined };
@@ -28,6 +30,31 @@ writeFileSync(
     namespace: default
     workloadIps: [10.0.0.1]
     colour: blue
+`,
+);
+
+// the proxy start-up cases hold a port here that the proxy must never try to bind
+const lb = loopbackBlock(15, 2);
+
+const NETS = join(dir, 'networks.yaml');
+writeFileSync(
+  NETS,
+  `workloads:
+  - { uid: a, name: a, namespace: default, workloadIps: [10.1.0.1], network: net1 }
+  - { uid: b, name: b, namespace: default, workloadIps: [10.1.0.2], network: net1 }
+  - { uid: c, name: c, namespace: locked, workloadIps: [10.1.0.2], network: net2 }
+policies:
+  - name: deny-all
+    namespace: locked
+    scope: Namespace
+    action: Deny
+    rules: [[[{ destinationPorts: [80] }]]]
+  - name: try-deny
+    namespace: default
+    scope: Namespace
+    action: Deny
+    dryRun: true
+    rules: [[[{ principals: [{ Exact: cluster.local/ns/default/sa/sleep }] }]]]
 `,
 );
 
@@ -114,4 +141,76 @@ t.test('proxy: a configuration error exits 1 before anything runs, listing every
   t.match(r.err, /ZTUNNEL_WORKER_THREADS="abc"/);
   t.match(r.err, /LOG_FORMAT="xml"/);
   t.match(r.err, /LOCAL_XDS/);
+});
+
+for (const argv of [[], ['proxy'], ['proxy', 'ztunnel']]) {
+  t.test(`${JSON.stringify(['ztunnel-ts', ...argv])}: runs the proxy command (a configuration error exits 1)`, async (t) => {
+    const r = await run(argv, { ZTUNNEL_WORKER_THREADS: 'abc', LOG_FORMAT: 'xml' });
+    t.equal(r.code, 1);
+    t.match(r.err, /ZTUNNEL_WORKER_THREADS="abc"/);
+    t.match(r.err, /LOG_FORMAT="xml"/);
+  });
+}
+
+t.test('proxy: a bad or unreadable snapshot exits 1 with a clean message before anything is bound', async (t) => {
+  // readiness (the first listener the app binds) points at a port held here: had the proxy got as
+  // far as binding, it would fail with EADDRINUSE instead of the snapshot message
+  const held = createServer();
+  await new Promise<void>((r) => held.listen(0, lb.ip(1), r));
+  t.teardown(() => void held.close());
+  const busy = `${lb.ip(1)}:${(held.address() as AddressInfo).port}`;
+  const base = { ZTUNNEL_READINESS_ADDR: busy, ZTUNNEL_ADMIN_ADDR: `${lb.ip(1)}:0`, ZTUNNEL_STATS_ADDR: `${lb.ip(1)}:0`, LOG_LEVEL: 'off' };
+  const cases: [string, Record<string, string>, RegExp][] = [
+    ['bad inline LOCAL_XDS', { LOCAL_XDS: 'workloads: [{ uid: a, name: a, namespace: default, workloadIps: [nope] }]' }, /LOCAL_XDS: workloads\[0\]\.workloadIps\[0\]: "nope" is not an IP address/],
+    ['missing LOCAL_XDS_PATH', { LOCAL_XDS_PATH: '/nonexistent' }, /^ztunnel-ts: LOCAL_XDS_PATH: cannot read \/nonexistent: ENOENT\n$/],
+    ['invalid LOCAL_XDS_PATH file', { LOCAL_XDS_PATH: BAD }, /LOCAL_XDS_PATH: .*bad\.yaml: invalid snapshot \(3 errors\)/],
+  ];
+  for (const [name, env, re] of cases) {
+    const r = await run(['proxy'], { ...base, ...env });
+    t.equal(r.code, 1, `${name}: exit 1`);
+    t.match(r.err, re, name);
+    t.notMatch(r.err, /\n\s+at /, `${name}: no stack trace`);
+    t.notMatch(r.err, /EADDRINUSE/, `${name}: nothing was bound`);
+  }
+});
+
+t.test('check-config lists every error, even past 100', async (t) => {
+  const many = join(dir, 'many.yaml');
+  const rows = Array.from({ length: 150 }, (_, i) => `  - { uid: w${i}, name: w${i}, namespace: default, workloadIps: [bad-${i}] }`);
+  writeFileSync(many, `workloads:\n${rows.join('\n')}\n`);
+  const r = await run(['check-config', many]);
+  t.equal(r.code, 1);
+  t.match(r.err, /invalid snapshot \(150 errors\)/);
+  t.equal(r.err.split('\n').filter((l) => / is not an IP address/.test(l)).length, 150, 'all 150 listed');
+  t.match(r.err, /workloads\[149\]/);
+  t.notMatch(r.err, /and \d+ more/);
+});
+
+t.test('authz: the destination network, and dry-run policies in the output', async (t) => {
+  const sleep = ['--src', '10.9.0.1:5555', '--identity', 'spiffe://cluster.local/ns/default/sa/sleep'];
+  const cases: [string, string[], number, unknown][] = [
+    ['the only workload with the IP, in net1', ['--dst', '10.1.0.1:80'], 0,
+      { allowed: true, reason: 'no allow policies', policy: null, dryRun: [{ policy: 'default/try-deny', wouldAllow: false }] }],
+    ['--network net1', ['--dst', '10.1.0.1:80', '--network', 'net1'], 0,
+      { allowed: true, reason: 'no allow policies', policy: null, dryRun: [{ policy: 'default/try-deny', wouldAllow: false }] }],
+    ['--network net2 picks the workload there', ['--dst', '10.1.0.2:80', '--network', 'net2'], 1,
+      { allowed: false, reason: 'explicitly denied by: locked/deny-all', policy: 'locked/deny-all' }],
+  ];
+  for (const [name, args, code, json] of cases) {
+    const r = await run(['authz', '--config', NETS, ...sleep, ...args]);
+    t.equal(r.code, code, `${name}: exit code`);
+    t.same(JSON.parse(r.out), json, name);
+  }
+  const plain = await run(['authz', '--config', NETS, '--src', '10.9.0.1:5555', '--dst', '10.1.0.1:80']);
+  t.same(JSON.parse(plain.out), { allowed: true, reason: 'no allow policies', policy: null }, 'no dryRun key when no dry-run policy would change the outcome');
+  const bad: [string, string[], RegExp][] = [
+    ['ambiguous', ['--dst', '10.1.0.2:80'], /--dst 10\.1\.0\.2: workloads in several networks have this IP \("net1", "net2"\): give --network/],
+    ['not in the default network', ['--dst', '10.1.0.1:80', '--network', ''], /--dst 10\.1\.0\.1: no workload has this IP in network ""/],
+  ];
+  for (const [name, args, re] of bad) {
+    const r = await run(['authz', '--config', NETS, ...sleep, ...args]);
+    t.equal(r.code, 2, `${name}: exit 2`);
+    t.match(r.err, re, name);
+    t.equal(r.out, '', `${name}: nothing on stdout`);
+  }
 });

@@ -21,6 +21,7 @@ t.test('defaults are ztunnel defaults (and ours where ztunnel has none)', async 
     numWorkerThreads: 2,
     nodeName: 'local',
     clusterId: 'Kubernetes',
+    network: '',
     trustDomain: 'cluster.local',
     xds: { kind: 'embedded' },
     localCaDir: null,
@@ -54,12 +55,16 @@ const good: Good[] = [
   [{ NODE_NAME: 'worker-1' }, (c) => c.nodeName, 'worker-1'],
   [{ NODE_NAME: '' }, (c) => c.nodeName, 'local'],
   [{ CLUSTER_ID: 'east' }, (c) => c.clusterId, 'east'],
+  [{ NETWORK: 'net1' }, (c) => c.network, 'net1'],
+  [{ NETWORK: '' }, (c) => c.network, ''],
   [{ ISTIO_META_CLUSTER_ID: 'meta' }, (c) => c.clusterId, 'meta'],
   [{ ISTIO_META_CLUSTER_ID: 'meta', CLUSTER_ID: 'east' }, (c) => c.clusterId, 'meta'],
   [{ TRUST_DOMAIN: 'example.org' }, (c) => c.trustDomain, 'example.org'],
   [{ LOCAL_CA_DIR: '/etc/cacerts' }, (c) => c.localCaDir, '/etc/cacerts'],
   [{ SECRET_TTL: '1h' }, (c) => c.secretTtlMs, 3_600_000],
   [{ SECRET_TTL: '90h' }, (c) => c.secretTtlMs, 324_000_000],
+  // a bare number is seconds, as ztunnel's duration_str reads it
+  [{ SECRET_TTL: '3600' }, (c) => c.secretTtlMs, 3_600_000],
   [{ ZTUNNEL_WORKER_THREADS: '3' }, (c) => c.numWorkerThreads, 3],
   [{ ZTUNNEL_WORKER_THREADS: '0' }, (c) => c.numWorkerThreads, 2],
   [{ ZTUNNEL_CPU_LIMIT: '32' }, (c) => c.numWorkerThreads, 8],
@@ -86,6 +91,7 @@ const good: Good[] = [
   [{ POOL_MAX_STREAMS_PER_CONNECTION: '65535' }, (c) => c.pool.maxStreamsPerConnection, 65535],
   [{ POOL_UNUSED_RELEASE_TIMEOUT: '30s' }, (c) => c.pool.unusedReleaseTimeoutMs, 30_000],
   [{ POOL_UNUSED_RELEASE_TIMEOUT: '0s' }, (c) => c.pool.unusedReleaseTimeoutMs, 0],
+  [{ POOL_UNUSED_RELEASE_TIMEOUT: '1.5' }, (c) => c.pool.unusedReleaseTimeoutMs, 1_500],
   [{ HTTP2_STREAM_WINDOW_SIZE: '65535' }, (c) => c.http2.streamWindowSize, 65535],
   [{ HTTP2_STREAM_WINDOW_SIZE: '2147483647' }, (c) => c.http2.streamWindowSize, 2147483647],
   [{ HTTP2_CONNECTION_WINDOW_SIZE: '65535' }, (c) => c.http2.connectionWindowSize, 65535],
@@ -98,10 +104,14 @@ const good: Good[] = [
   [{ KEEPALIVE_RETRIES: '127' }, (c) => c.keepalive.retries, 127],
   [{ CONNECTION_TERMINATION_DEADLINE: '30s' }, (c) => c.terminationDeadlineMs, 30_000],
   [{ CONNECTION_TERMINATION_DEADLINE: '0s' }, (c) => c.terminationDeadlineMs, 0],
+  [{ CONNECTION_TERMINATION_DEADLINE: '30' }, (c) => c.terminationDeadlineMs, 30_000],
+  [{ CONNECTION_TERMINATION_DEADLINE: '0' }, (c) => c.terminationDeadlineMs, 0],
   [{ ZTUNNEL_MAX_CONNECTIONS: '1' }, (c) => c.maxConnections, 1],
   [{ ZTUNNEL_MAX_CONNECTIONS: '100000' }, (c) => c.maxConnections, 100_000],
   [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '250ms' }, (c) => c.handshakeTimeoutMs, 250],
   [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '1m' }, (c) => c.handshakeTimeoutMs, 60_000],
+  [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '10' }, (c) => c.handshakeTimeoutMs, 10_000],
+  [{ KEEPALIVE_TIME: '60' }, (c) => c.keepalive.timeMs, 60_000],
   [{ LOG_LEVEL: 'debug' }, (c) => c.log, { format: 'plain', level: 'debug', targets: {} }],
   [{ RUST_LOG: 'info,access=debug' }, (c) => c.log, { format: 'plain', level: 'info', targets: { access: 'debug' } }],
   [{ RUST_LOG: 'warn', LOG_LEVEL: 'trace' }, (c) => c.log.level, 'warn'],
@@ -138,10 +148,12 @@ const bad: Bad[] = [
   [{ LOCAL_XDS_PATH: 'a\u0000b' }, 'LOCAL_XDS_PATH', /path/],
   [{ NODE_NAME: 'node\n1' }, 'NODE_NAME', /control characters/],
   [{ CLUSTER_ID: 'a\tb' }, 'CLUSTER_ID', /control characters/],
+  [{ NETWORK: 'net\n1' }, 'NETWORK', /control characters/],
   [{ ISTIO_META_CLUSTER_ID: '\u0007' }, 'ISTIO_META_CLUSTER_ID', /control characters/],
   [{ TRUST_DOMAIN: 'Cluster.Local' }, 'TRUST_DOMAIN', /trust domain/],
   [{ LOCAL_CA_DIR: '\u0000' }, 'LOCAL_CA_DIR', /path/],
-  [{ SECRET_TTL: '24' }, 'SECRET_TTL', /with a unit, like 24s/],
+  [{ SECRET_TTL: '-24' }, 'SECRET_TTL', /a duration like/],
+  [{ SECRET_TTL: '0' }, 'SECRET_TTL', /at least 1ms/],
   [{ SECRET_TTL: '0s' }, 'SECRET_TTL', /at least 1ms/],
   [{ ZTUNNEL_WORKER_THREADS: 'abc' }, 'ZTUNNEL_WORKER_THREADS', /^a count, 0, or a percent like 25%$/],
   [{ ZTUNNEL_WORKER_THREADS: '150%' }, 'ZTUNNEL_WORKER_THREADS', /at most 100%/],
@@ -166,7 +178,7 @@ const bad: Bad[] = [
   [{ ZTUNNEL_NATIVE_RELAY: 'maybe' }, 'ZTUNNEL_NATIVE_RELAY', /true or false/],
   [{ POOL_MAX_STREAMS_PER_CONNECTION: '0' }, 'POOL_MAX_STREAMS_PER_CONNECTION', /from 1 to 65535/],
   [{ POOL_MAX_STREAMS_PER_CONNECTION: '65536' }, 'POOL_MAX_STREAMS_PER_CONNECTION', /from 1 to 65535/],
-  [{ POOL_UNUSED_RELEASE_TIMEOUT: '5' }, 'POOL_UNUSED_RELEASE_TIMEOUT', /with a unit/],
+  [{ POOL_UNUSED_RELEASE_TIMEOUT: '5 parsecs' }, 'POOL_UNUSED_RELEASE_TIMEOUT', /unknown unit "parsecs"/],
   [{ POOL_UNUSED_RELEASE_TIMEOUT: '30d' }, 'POOL_UNUSED_RELEASE_TIMEOUT', /at most 596h31m23s647ms/],
   [{ HTTP2_STREAM_WINDOW_SIZE: '0' }, 'HTTP2_STREAM_WINDOW_SIZE', /size in bytes from 1 to 2147483647/],
   [{ HTTP2_STREAM_WINDOW_SIZE: '2147483648' }, 'HTTP2_STREAM_WINDOW_SIZE', /from 1 to 2147483647/],
@@ -181,7 +193,7 @@ const bad: Bad[] = [
   [{ KEEPALIVE_INTERVAL: 'soon' }, 'KEEPALIVE_INTERVAL', /a duration like/],
   [{ KEEPALIVE_RETRIES: '0' }, 'KEEPALIVE_RETRIES', /from 1 to 127/],
   [{ KEEPALIVE_RETRIES: '128' }, 'KEEPALIVE_RETRIES', /from 1 to 127/],
-  [{ CONNECTION_TERMINATION_DEADLINE: '30' }, 'CONNECTION_TERMINATION_DEADLINE', /with a unit/],
+  [{ CONNECTION_TERMINATION_DEADLINE: '2592000' }, 'CONNECTION_TERMINATION_DEADLINE', /at most 596h31m23s647ms/],
   [{ CONNECTION_TERMINATION_DEADLINE: '-1s' }, 'CONNECTION_TERMINATION_DEADLINE', /a duration like/],
   [{ TERMINATION_GRACE_PERIOD_SECONDS: '30s' }, 'TERMINATION_GRACE_PERIOD_SECONDS', /whole number of seconds/],
   [{ TERMINATION_GRACE_PERIOD_SECONDS: '-1' }, 'TERMINATION_GRACE_PERIOD_SECONDS', /whole number of seconds/],
@@ -190,7 +202,7 @@ const bad: Bad[] = [
   [{ ZTUNNEL_MAX_CONNECTIONS: '0' }, 'ZTUNNEL_MAX_CONNECTIONS', /whole number of connections from 1 to 2147483647/],
   [{ ZTUNNEL_MAX_CONNECTIONS: '1k' }, 'ZTUNNEL_MAX_CONNECTIONS', /whole number of connections/],
   [{ ZTUNNEL_MAX_CONNECTIONS: '2147483648' }, 'ZTUNNEL_MAX_CONNECTIONS', /from 1 to 2147483647/],
-  [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '10' }, 'ZTUNNEL_HANDSHAKE_TIMEOUT', /with a unit/],
+  [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '10.' }, 'ZTUNNEL_HANDSHAKE_TIMEOUT', /a duration like/],
   [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '0s' }, 'ZTUNNEL_HANDSHAKE_TIMEOUT', /from 1ms to 596h31m23s647ms/],
   [{ ZTUNNEL_HANDSHAKE_TIMEOUT: '30d' }, 'ZTUNNEL_HANDSHAKE_TIMEOUT', /from 1ms to/],
   [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL', /"verbose" is not a level/],
@@ -221,7 +233,7 @@ t.test('the tables cover every variable in ENV_VARS with a good and a bad form',
 });
 
 t.test('every bad variable is reported at once, one line each', async (t) => {
-  const env = { ZTUNNEL_WORKER_THREADS: 'abc', SECRET_TTL: '10', LOG_FORMAT: 'xml', NODE_NAME: 'fine', UNRELATED: '???' };
+  const env = { ZTUNNEL_WORKER_THREADS: 'abc', SECRET_TTL: '10x', LOG_FORMAT: 'xml', NODE_NAME: 'fine', UNRELATED: '???' };
   const err = t.throws(() => parseConfig(env, FACTS)) as unknown;
   t.ok(err instanceof ConfigError);
   const e = err as ConfigError;
@@ -231,7 +243,7 @@ t.test('every bad variable is reported at once, one line each', async (t) => {
   t.equal(lines.length, 4, 'a header and three issue lines');
   t.match(lines[0], /3 problems/);
   t.ok(lines.includes('ZTUNNEL_WORKER_THREADS="abc": expected a count, 0, or a percent like 25%'), 'the worker-threads line');
-  t.ok(lines.some((l) => l.startsWith('SECRET_TTL="10": expected a duration with a unit')), 'the TTL line');
+  t.ok(lines.some((l) => l.startsWith('SECRET_TTL="10x": expected a duration like')), 'the TTL line');
   t.ok(lines.includes('LOG_FORMAT="xml": expected one of plain, json'), 'the format line');
 });
 

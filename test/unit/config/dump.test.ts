@@ -12,6 +12,7 @@ t.test('config dump of the defaults uses ztunnel names and shapes', async (t) =>
     numWorkerThreads: 2,
     localNode: 'local',
     clusterId: 'Kubernetes',
+    network: '',
     trustDomain: 'cluster.local',
     localXds: { kind: 'embedded' },
     localCaDir: null,

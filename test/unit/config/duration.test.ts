@@ -25,6 +25,11 @@ t.test('parseDuration accepts ztunnel-style durations', async (t) => {
     ['1sec', 1_000],
     [' 5s ', 5_000],
     ['1s1s', 2_000], // repeated units add up, as Go's time.ParseDuration does
+    // a bare number is seconds: duration_str's default unit
+    ['30', 30_000],
+    ['1.5', 1_500],
+    [' 10 ', 10_000],
+    ['0', 0],
   ];
   for (const [input, ms] of cases) t.equal(parseDuration(input), ms, JSON.stringify(input));
 });
@@ -33,8 +38,8 @@ t.test('parseDuration rejects junk with an error that says what was expected', a
   const bad: [string, RegExp][] = [
     ['', /a duration like/],
     ['   ', /a duration like/],
-    ['10', /bare number/],
-    ['1.5', /bare number/],
+    ['-10', /a duration like/],
+    ['1.5.', /a duration like/],
     ['-5s', /a duration like/],
     ['5x', /unknown unit "x"/],
     ['5 mo', /unknown unit "mo"/],
