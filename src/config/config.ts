@@ -76,7 +76,7 @@ export interface Config {
   readonly statsAddr: ListenAddr;
   readonly readinessAddr: ListenAddr;
   readonly outboundAddr: ListenAddr;
-  /** null unless UNSTABLE_ENABLE_SOCKS5. */
+  /** null unless UNSTABLE_ENABLE_SOCKS5 (which defaults to on for the embedded default, node mode). */
   readonly socks5Addr: ListenAddr | null;
   readonly ipv6Enabled: boolean;
   readonly inpodUds: string;
