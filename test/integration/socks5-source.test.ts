@@ -158,6 +158,10 @@ async function reusedIp(t: Tap, nativeRelay: boolean): Promise<void> {
   await eventually(() => a.app.control.store.current.version > version, 'the new snapshot is installed');
   await a.app.data.settled();
   t.same(a.app.data.addresses().get(`hbone ${REUSED}`), listenerBefore, 'the listener itself stayed open');
+  t.ok(
+    a.lines.some((l) => l.includes('HBONE listener now serves another identity') && l.includes(formatSpiffe(idOf('new-sa')))),
+    'the identity change at the IP is logged',
+  );
 
   t.same(await servedSans(REUSED, probeCert), [formatSpiffe(idOf('new-sa'))], 'the listener now serves the new identity');
   const second = await socksConnect(a.socks, CLIENT_A, dst);
