@@ -4,7 +4,9 @@
  *
  * Invariant: after start() resolves, `store.current` is the last good snapshot and the cert
  * manager has been asked for the identity of every local workload in it; each snapshot swap
- * re-asks (new identities) and forgets identities no local workload uses any more.
+ * re-asks (new identities) and forgets identities no local workload uses any more. These are the
+ * only identities the manager issues for: a fetch of any other (a non-local SOCKS5 source, say) is
+ * refused with ERR_CERT_NOT_LOCAL, so no identity outside this set is ever issued or kept.
  */
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';

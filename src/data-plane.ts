@@ -1,7 +1,8 @@
 /**
  * The node-mode data plane (ZTUNNEL-FACTS "Ports"; in-pod mode comes with its own issue):
  *  - one HBONE listener on <workload IP>:15008 per local HBONE workload, opened and closed as the
- *    snapshot changes, each serving with that workload's certificate;
+ *    snapshot changes, each serving with the certificate of the workload that has the IP NOW (a
+ *    reused pod IP serves the new workload's identity without reopening the listener);
  *  - the SOCKS5 outbound entry on ZTUNNEL_SOCKS5_ADDR when enabled;
  *  - on every snapshot swap, live inbound connections are re-authorized and those now denied closed.
  *
@@ -13,6 +14,8 @@ import type { Logger } from 'pino';
 import { authorize } from './authz/authorize';
 import type { Config } from './config/config';
 import type { CertManager } from './identity/cert-manager';
+import { formatSpiffe, type Identity } from './identity/spiffe';
+import type { WorkloadCert } from './identity/workload-cert';
 import type { BoundAddress } from './net/listener';
 import { INBOUND_HBONE_PORT } from './config/ports';
 import { ConnectionManager } from './proxy/connection-manager';
@@ -197,12 +200,30 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
 
   // Listener reconciliation runs one at a time; a swap during a run schedules one more run.
   let running: Promise<void> = Promise.resolve();
+  // The identity each listener serves, by IP, replaced at every reconcile. A listener's certificate
+  // getter reads it per connection instead of capturing the identity it was opened with: a pod IP
+  // can be reused by a new workload (another service account) while the listener stays open, and
+  // the new identity must be served from the next connection on.
+  let identityAt = new Map<string, Identity>();
+  const certAt = (ip: string) => (): WorkloadCert | Promise<WorkloadCert> => {
+    const id = identityAt.get(ip);
+    if (id === undefined) return Promise.reject(new ProxyError('ERR_CERT_UNAVAILABLE', `no local HBONE workload has IP ${ip} any more`));
+    return certs.get(id) ?? certs.fetch(id);
+  };
   const reconcile = (snap: Snapshot): Promise<void> => {
     running = running.then(async () => {
       const want = new Map<string, Snapshot['doc']['workloads'][number]>();
       for (const w of snap.localWorkloads()) {
         if (w.protocol !== 'HBONE') continue;
         for (const ip of w.workloadIps) want.set(ip, w);
+      }
+      const previous = identityAt;
+      identityAt = new Map([...want].map(([ip, w]) => [ip, identityOf(w)]));
+      for (const [ip, id] of identityAt) {
+        const was = previous.get(ip);
+        if (was !== undefined && !sameIdentity(was, id) && hbone.addresses().has(ip)) {
+          log.info({ ip, workload: `${want.get(ip)!.namespace}/${want.get(ip)!.name}`, identity: formatSpiffe(id) }, 'HBONE listener now serves another identity: the IP was reused by a new workload');
+        }
       }
       const open = hbone.addresses();
       for (const ip of open.keys()) {
@@ -213,10 +234,9 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       }
       for (const [ip, w] of want) {
         if (open.has(ip)) continue;
-        const id = identityOf(w);
         try {
           const fd = deps.listenFd?.(ip, INBOUND_HBONE_PORT);
-          const bound = await hbone.open({ ip, fd, cert: () => certs.get(id) ?? certs.fetch(id) });
+          const bound = await hbone.open({ ip, fd, cert: certAt(ip) });
           log.info({ address: bound.text, workload: `${w.namespace}/${w.name}` }, 'HBONE inbound listener ready');
         } catch (err) {
           log.error({ ip, workload: `${w.namespace}/${w.name}`, err: (err as Error).message }, 'cannot open HBONE listener');
@@ -268,6 +288,10 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       await Promise.all([hbone.shutdown(), socks5?.listener.close(), inpod?.close(), ...stopped]);
     },
   };
+}
+
+function sameIdentity(a: Identity, b: Identity): boolean {
+  return a.trustDomain === b.trustDomain && a.namespace === b.namespace && a.serviceAccount === b.serviceAccount;
 }
 
 /** ZTUNNEL_NATIVE_RELAY=false forces the JS copy path; a missing addon falls back to it, loudly. */

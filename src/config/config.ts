@@ -78,7 +78,7 @@ export interface Config {
   readonly statsAddr: ListenAddr;
   readonly readinessAddr: ListenAddr;
   readonly outboundAddr: ListenAddr;
-  /** null unless UNSTABLE_ENABLE_SOCKS5. */
+  /** null unless UNSTABLE_ENABLE_SOCKS5 (which defaults to on for the embedded default, node mode). */
   readonly socks5Addr: ListenAddr | null;
   readonly ipv6Enabled: boolean;
   readonly inpodUds: string;
@@ -170,7 +170,11 @@ export function parseConfig(env: Env, facts: { logicalCpus: number }): Config {
   const metaClusterId = r.optional('ISTIO_META_CLUSTER_ID', parseName);
 
   const ipv6Enabled = r.read('IPV6_ENABLED', parseBool, true);
-  const socks5Enabled = r.read('UNSTABLE_ENABLE_SOCKS5', parseBool, false);
+  // SOCKS5 is off by default, as in ztunnel; the embedded default (npm start with no snapshot
+  // given) is the demo, whose only way in is SOCKS5, so it is on there unless the variable says
+  // otherwise (an explicit false wins). In-pod mode gets no such default: its pods have :15001.
+  const inpodEnabled = r.read('INPOD_ENABLED', parseBool, false);
+  const socks5Enabled = r.read('UNSTABLE_ENABLE_SOCKS5', parseBool, xds.kind === 'embedded' && !inpodEnabled);
   const socks5Addr = r.read('ZTUNNEL_SOCKS5_ADDR', (s) => parseListenAddr(s, true), { host: '127.0.0.1', port: SOCKS5_PORT });
 
   const graceSecs = r.optional('TERMINATION_GRACE_PERIOD_SECONDS', integerParser(0, Math.floor(MAX_TIMER_MS / 1000), 'a whole number of seconds'));
@@ -182,8 +186,6 @@ export function parseConfig(env: Env, facts: { logicalCpus: number }): Config {
   const logLevel = r.read<LogFilter>('LOG_LEVEL', parseLogFilter, { level: 'info', targets: {} });
   const rustLog = r.optional('RUST_LOG', parseLogFilter);
   const filter = rustLog ?? logLevel;
-
-  const inpodEnabled = r.read('INPOD_ENABLED', parseBool, false);
 
   const config: Config = {
     proxyMode: inpodEnabled ? 'inpod' : 'node',

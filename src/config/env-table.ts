@@ -34,7 +34,7 @@ const rows: EnvVar[] = [
   { name: 'ZTUNNEL_READINESS_ADDR', default: '[::]:15021', meaning: 'Readiness /healthz/ready listener (0.0.0.0:15021 when IPV6_ENABLED=false).' },
   { name: 'ZTUNNEL_OUTBOUND_ADDR', default: '[::]:15001', meaning: 'Accepted and validated for compatibility, but not used yet: node mode has no capture listener (SOCKS5 is its outbound entry), and in-pod listeners always use 15001/15006/15008 inside each pod.' },
   { name: 'ZTUNNEL_SOCKS5_ADDR', default: '127.0.0.1:15080', meaning: 'SOCKS5 listener when UNSTABLE_ENABLE_SOCKS5 is on; must be a loopback address (no authentication).' },
-  { name: 'UNSTABLE_ENABLE_SOCKS5', default: 'false', meaning: 'Run the SOCKS5 outbound listener.' },
+  { name: 'UNSTABLE_ENABLE_SOCKS5', default: '(false; true on the embedded default)', meaning: 'Run the SOCKS5 outbound listener. Without LOCAL_XDS_PATH or LOCAL_XDS (the bundled example snapshot, node mode) it defaults to true; an explicit false still turns it off.' },
   { name: 'IPV6_ENABLED', default: 'true', meaning: 'Bind the default wildcard listeners on [::] (dual stack); false binds 0.0.0.0, for hosts without IPv6.' },
   // in-pod mode
   { name: 'INPOD_ENABLED', default: 'false', meaning: 'In-pod mode: receive pod network namespaces from istio-cni and listen inside each pod.' },

@@ -3,7 +3,7 @@
  * `expected` finishes the operator-facing sentence "VAR="x": expected ...".
  */
 import { isLoopbackIp, joinHostPort, normalizeIp, splitHostPort } from '../net/ip';
-import { formatSpiffe, tryParseSpiffe } from '../identity/spiffe';
+import { trustDomainProblem } from '../identity/spiffe';
 import { ValueError } from './issues';
 
 /** true/false/1/0 in any case; anything else (yes, on, enabled ...) is an error, not a guess. */
@@ -78,8 +78,7 @@ export function parseListenAddr(s: string, loopbackOnly = false): ListenAddr {
 
 /** An SPIFFE trust domain (lower-case letters, digits, '.', '-', '_'), checked by the SPIFFE parser. */
 export function parseTrustDomain(s: string): string {
-  const id = tryParseSpiffe(formatSpiffe({ trustDomain: s, namespace: 'default', serviceAccount: 'default' }));
-  if (id === null || id.trustDomain !== s) {
+  if (trustDomainProblem(s) !== null) {
     throw new ValueError('ERR_CONFIG_VALUE', s, "a trust domain of lower-case letters, digits, '.', '-' and '_', like cluster.local");
   }
   return s;

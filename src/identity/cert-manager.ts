@@ -11,6 +11,10 @@
  * - At most `concurrency` issuances run at once; each identity has at most one in flight.
  * - One coarse, unref'd interval timer drives all rotations and retries (not one timer per cert).
  * - Results for an identity that was forgotten meanwhile are dropped.
+ * - Only identities handed to ensure() are ever issued: the control plane hands it exactly the
+ *   identities of this node's workloads (and forgets those that leave), so fetch() of any other
+ *   identity is refused (ERR_CERT_NOT_LOCAL) and starts nothing — a connection can never make the
+ *   node mint, or keep rotating, a certificate for another node's workload.
  */
 import { ProxyError } from '../errors';
 import { formatSpiffe, type Identity } from './spiffe';
@@ -116,15 +120,26 @@ export class CertManager {
   }
 
   /**
-   * Like get(), but when no usable certificate exists it ensures the identity and waits for the
-   * next issuance; rejects with ERR_CERT_UNAVAILABLE if that attempt fails or the identity is forgotten.
+   * Like get(), but when no usable certificate exists it waits for the next issuance; rejects with
+   * ERR_CERT_UNAVAILABLE if that attempt fails or the identity is forgotten, and with
+   * ERR_CERT_NOT_LOCAL (issuing nothing) if the identity is not managed (see the invariants).
    */
   fetch(id: Identity): Promise<WorkloadCert> {
-    const ready = this.get(id);
-    if (ready) return Promise.resolve(ready);
     if (this.closed) return Promise.reject(new ProxyError('ERR_CERT_UNAVAILABLE', 'certificate manager is closed'));
-    this.ensure([id]);
-    const entry = this.entries.get(formatSpiffe(id))!;
+    let key: string;
+    try {
+      key = formatSpiffe(id);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const entry = this.entries.get(key);
+    if (entry === undefined) {
+      return Promise.reject(
+        new ProxyError('ERR_CERT_NOT_LOCAL', `no workload of this node has the identity ${key}: refusing to issue a certificate for it`),
+      );
+    }
+    const ready = entry.current;
+    if (ready && isUsableAt(ready, this.now())) return Promise.resolve(ready);
     if (!entry.inFlight && entry.lastError !== null) {
       // Like ztunnel: an identity whose last attempt failed answers with that failure at once;
       // the backoff timer, not connection attempts, decides when to try again.

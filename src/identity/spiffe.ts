@@ -15,8 +15,43 @@ const PREFIX = 'spiffe://';
 const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;
 const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
 
+/** Why `v` cannot be a SPIFFE trust domain, or null if it can (SPIFFE-ID spec §2.1). */
+export function trustDomainProblem(v: string): string | null {
+  if (v === '') return 'must not be empty';
+  return TRUST_DOMAIN_RE.test(v) ? null : "may only hold lower-case letters, digits, '.', '-' and '_'";
+}
+
+/**
+ * Why `v` cannot be one path segment of an Istio SPIFFE id (the namespace or the service
+ * account), or null if it can: non-empty, no '/', only letters, digits, '.', '-' and '_'
+ * (SPIFFE-ID spec §2.2). Anything else would make a URI SAN no peer parses back.
+ */
+export function segmentProblem(v: string): string | null {
+  if (v === '') return 'must not be empty';
+  return SEGMENT_RE.test(v) ? null : "may only hold letters, digits, '.', '-' and '_'";
+}
+
+/** The SPIFFE URI of `id`; throws ProxyError ERR_SPIFFE_ID if a part cannot appear in one. */
 export function formatSpiffe(id: Identity): string {
-  return `${PREFIX}${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
+  // three regex tests and no allocation on the common (valid) path: this runs per connection
+  if (TRUST_DOMAIN_RE.test(id.trustDomain) && SEGMENT_RE.test(id.namespace) && SEGMENT_RE.test(id.serviceAccount)) {
+    return `${PREFIX}${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
+  }
+  throw new ProxyError('ERR_SPIFFE_ID', `cannot form a SPIFFE id: ${identityProblem(id) ?? 'invalid identity'}`);
+}
+
+/** What is wrong with `id` as a SPIFFE identity (naming the part and its value), or null. */
+export function identityProblem(id: Identity): string | null {
+  const parts: [string, string, (v: string) => string | null][] = [
+    ['trust domain', id.trustDomain, trustDomainProblem],
+    ['namespace', id.namespace, segmentProblem],
+    ['service account', id.serviceAccount, segmentProblem],
+  ];
+  for (const [name, value, check] of parts) {
+    const why = check(value);
+    if (why !== null) return `${name} ${JSON.stringify(value)}: ${why}`;
+  }
+  return null;
 }
 
 /** The identity without "spiffe://", as authorization principals are written. */
@@ -35,9 +70,9 @@ export function parseSpiffe(uri: string): Identity {
     fail('expected spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>');
   }
   const [trustDomain, , namespace, , serviceAccount] = parts as [string, string, string, string, string];
-  if (!TRUST_DOMAIN_RE.test(trustDomain)) fail(`bad trust domain ${JSON.stringify(trustDomain)}`);
-  if (!SEGMENT_RE.test(namespace)) fail(`bad namespace ${JSON.stringify(namespace)}`);
-  if (!SEGMENT_RE.test(serviceAccount)) fail(`bad service account ${JSON.stringify(serviceAccount)}`);
+  if (trustDomainProblem(trustDomain) !== null) fail(`bad trust domain ${JSON.stringify(trustDomain)}`);
+  if (segmentProblem(namespace) !== null) fail(`bad namespace ${JSON.stringify(namespace)}`);
+  if (segmentProblem(serviceAccount) !== null) fail(`bad service account ${JSON.stringify(serviceAccount)}`);
   return { trustDomain, namespace, serviceAccount };
 }
 

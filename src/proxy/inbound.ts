@@ -174,6 +174,7 @@ export class InboundHandler<S extends WorkloadLookup> {
     if (auth.ip !== peer.localIp) {
       return this.reject(stream, info, 400, `authority IP ${auth.ip} is not this listener's workload IP ${peer.localIp}`);
     }
+    // ztunnel: Error::SelfCall comes from resolving the target (after the IP check), answered 503
     if (SELF_PORTS.includes(auth.port)) return this.reject(stream, info, 503, `target port ${auth.port} is one of the proxy's own ports`);
 
     const snap = this.deps.snapshot();

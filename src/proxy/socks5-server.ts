@@ -1,6 +1,6 @@
 /**
- * The SOCKS5 outbound entry (:15080, node mode): the source workload is the local workload that
- * owns the client's source IP; the destination is what the client asked for. A domain name is
+ * The SOCKS5 outbound entry (:15080, node mode): the source workload is the local workload
+ * (node = NODE_NAME) that owns the client's source IP — any other client is refused; the destination is what the client asked for. A domain name is
  * resolved against the snapshot's service hostnames first (name.namespace.svc.<domain>), then DNS.
  * Replies follow RFC 1928: success only once the upstream (tunnel or socket) is established, so
  * a denied or failed connection is reported to the client with a reply code, not a silent close.
@@ -19,6 +19,8 @@ import type { ProxyLog } from './proxy-log';
 import { encodeReply, negotiate, SocksReply, type SocksDestination } from './socks5';
 
 export interface Socks5Snapshot {
+  /** NODE_NAME: only workloads with this `node` may be a SOCKS5 source. */
+  readonly nodeName: string;
   workloadByIp(ip: string, network?: string): Workload | undefined;
   serviceByHostname(namespace: string, hostname: string): Service | undefined;
 }
@@ -64,6 +66,7 @@ export function socksReplyFor(err: unknown): number {
   if (!isProxyError(err)) return SocksReply.GENERAL_FAILURE;
   switch (err.code) {
     case 'ERR_SELF_CALL':
+    case 'ERR_CERT_NOT_LOCAL':
       return SocksReply.NOT_ALLOWED;
     case 'ERR_NO_HEALTHY_UPSTREAM':
     case 'ERR_NO_SERVICE_PORT':
@@ -122,10 +125,25 @@ export class Socks5Server {
       client.destroy();
       return;
     }
-    const source = this.deps.source ? this.deps.source() : this.deps.snapshot().workloadByIp(srcIp, this.deps.network);
+    const snap = this.deps.snapshot();
+    const found = this.deps.source ? this.deps.source() : snap.workloadByIp(srcIp, this.deps.network);
+    // Only a workload of THIS node may be a source, the same rule as the listener set
+    // (Snapshot.localWorkloads): the connection is made with the source's certificate, and a
+    // node must never speak for another node's workload.
+    const source = found?.node === snap.nodeName ? found : undefined;
     if (source === undefined) {
-      log.warn({ src: `${src.ip}:${src.port}` }, 'SOCKS5 client is not a known local workload: refused (the source IP must belong to a workload on this node)');
-      observer.refused({ src, dst: dest.kind === 'ip' ? { ip: dest.ip, port: dest.port } : null, error: new ProxyError('ERR_UNKNOWN_SOURCE', `source ${src.ip} is not a workload on this node`) });
+      const dst = dest.kind === 'ip' ? { ip: dest.ip, port: dest.port } : null;
+      if (found === undefined) {
+        log.warn({ src: `${src.ip}:${src.port}` }, `SOCKS5 client ${src.ip} is not a known local workload: refused (the source IP must belong to a workload on this node)`);
+        observer.refused({ src, dst, error: new ProxyError('ERR_UNKNOWN_SOURCE', `source ${src.ip} is not a workload on this node`) });
+      } else {
+        const name = `${found.namespace}/${found.name}`;
+        log.warn(
+          { src: `${src.ip}:${src.port}`, srcWorkload: name, srcNode: found.node, node: snap.nodeName },
+          `SOCKS5 client ${src.ip} is workload ${name} of node "${found.node}", not a local workload of this node "${snap.nodeName}": refused`,
+        );
+        observer.refused({ src, dst, error: new ProxyError('ERR_UNKNOWN_SOURCE', `source ${src.ip} is workload ${name} of node "${found.node}", not of this node`) });
+      }
       client.end(encodeReply(SocksReply.NOT_ALLOWED));
       return;
     }

@@ -8,6 +8,7 @@ import {
   checkFields, describe, EMPTY_LIST, fieldSpec, isObject, normalizeAddress, portMapOf, portMapText, readEnum, readList,
   readString, readStringList, type Interner, type RawObject,
 } from './fields';
+import { segmentProblem, trustDomainProblem } from '../identity/spiffe';
 import { indexPath, keyPath, type IssueList } from './issues';
 import type { HealthStatus, Locality, PortMap, Protocol, Service, Workload } from './model';
 
@@ -131,19 +132,40 @@ function checkPolicyRefs(list: readonly string[], path: string, cx: WorkloadCont
 
 const EMPTY_SERVICES: Readonly<Record<string, PortMap>> = Object.freeze({});
 
+/** An optional part of the SPIFFE id: "" (absent) means the default, anything else must be valid. */
+function readIdentityPart(o: RawObject, key: string, path: string, issues: IssueList, problem: (v: string) => string | null): string {
+  const v = readString(o, key, path, issues);
+  if (v !== '') checkIdentityPart(v, key, path, issues, problem);
+  return v;
+}
+
+/** Required, and the middle part of the SPIFFE id. */
+function readNamespace(o: RawObject, path: string, issues: IssueList): string {
+  const v = readString(o, 'namespace', path, issues, { nonEmpty: true });
+  if (v !== '') checkIdentityPart(v, 'namespace', path, issues, segmentProblem);
+  return v;
+}
+
+function checkIdentityPart(v: string, key: string, path: string, issues: IssueList, problem: (v: string) => string | null): void {
+  const why = problem(v);
+  if (why !== null) issues.addAt(path, key, `${JSON.stringify(v)} cannot be part of a SPIFFE id: it ${why}`);
+}
+
 /** Returns null only when the entry is not a mapping at all. */
 export function parseWorkload(raw: unknown, path: string, cx: WorkloadContext): Workload | null {
   const { issues, intern } = cx;
   if (!checkFields(raw, path, WORKLOAD_FIELDS, issues)) return null;
   const o = raw;
-  const trustDomain = readString(o, 'trustDomain', path, issues);
-  const serviceAccount = readString(o, 'serviceAccount', path, issues);
+  // the three parts of the workload's SPIFFE id: a value no URI SAN can carry is refused here,
+  // not when the CA would issue a leaf that no peer can parse back
+  const trustDomain = readIdentityPart(o, 'trustDomain', path, issues, trustDomainProblem);
+  const serviceAccount = readIdentityPart(o, 'serviceAccount', path, issues, segmentProblem);
   const policies = readStringList(o, 'authorizationPolicies', path, issues);
   // Key order is fixed so every workload shares one hidden class (memory at 200k workloads).
   return Object.freeze<Workload>({
     uid: readString(o, 'uid', path, issues, { nonEmpty: true }),
     name: readString(o, 'name', path, issues, { nonEmpty: true }),
-    namespace: intern(readString(o, 'namespace', path, issues, { nonEmpty: true })),
+    namespace: intern(readNamespace(o, path, issues)),
     workloadIps: readIps(o, path, issues),
     protocol: readEnum(o, 'protocol', path, issues, PROTOCOLS, 'TCP'),
     trustDomain: trustDomain === '' ? cx.trustDomain : intern(trustDomain),

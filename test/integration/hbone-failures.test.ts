@@ -131,9 +131,21 @@ t.test('HBONE refusals', async (t) => {
     t.equal(h.manager.size, 0, 'nothing left registered');
   });
 
-  t.test('target port of the proxy itself: 503', async (t) => {
-    const err = await rejection(client.connect(h.request(15008)));
-    t.match(err, { code: 'ERR_HBONE_STATUS', status: 503 });
+  // ztunnel (proxy/inbound.rs): the destination IP is validated first (400), then the target is
+  // resolved, and a target port among cfg.illegal_ports (15001/15006/15008) is Error::SelfCall
+  // from that step, which it answers 503 like every other failure to resolve the target.
+  for (const port of [15001, 15006, 15008]) {
+    t.test(`target port ${port} of the proxy itself: 503`, async (t) => {
+      const err = await rejection(client.connect(h.request(port)));
+      t.match(err, { code: 'ERR_HBONE_STATUS', status: 503 });
+      t.match(h.logs.at(-1)?.obj, { status: 503, reason: `target port ${port} is one of the proxy's own ports` });
+    });
+  }
+
+  t.test("the proxy's own port at a foreign IP: the IP check comes first (400)", async (t) => {
+    const err = await rejection(client.connect(h.request(15008, { authority: `${lb.ip(99)}:15008` })));
+    t.match(err, { code: 'ERR_HBONE_STATUS', status: 400 });
+    t.match(h.logs.at(-1)?.obj, { status: 400, reason: `authority IP ${lb.ip(99)} is not this listener's workload IP ${h.dstIp}` });
   });
 
   t.test('TLS refusals by the server, seen from both ends', async (t) => {

@@ -30,7 +30,8 @@ t.test('defaults are ztunnel defaults (and ours where ztunnel has none)', async 
     statsAddr: { host: '::', port: 15020 },
     readinessAddr: { host: '::', port: 15021 },
     outboundAddr: { host: '::', port: 15001 },
-    socks5Addr: null,
+    // the embedded default is the demo: SOCKS5 is its way in (see the SOCKS5 table below)
+    socks5Addr: { host: '127.0.0.1', port: 15080 },
     ipv6Enabled: true,
     inpodUds: '/var/run/ztunnel/ztunnel.sock',
     packetMark: 1337,
@@ -230,6 +231,28 @@ t.test('the tables cover every variable in ENV_VARS with a good and a bad form',
     t.ok(goodNames.has(name) || name === 'TERMINATION_GRACE_PERIOD_SECONDS', `${name} has a good case`);
     t.ok(badNames.has(name), `${name} has a bad case`);
   }
+});
+
+// SOCKS5 on/off: [env, expected socks5Addr]. ztunnel's default is off; the embedded default (no
+// LOCAL_XDS_PATH/LOCAL_XDS, node mode) is the demo and turns it on; an explicit value always wins.
+const FILE = { LOCAL_XDS_PATH: '/s.yaml' };
+const socks5Rows: [string, Env, { host: string; port: number } | null][] = [
+  ['embedded default', {}, { host: '127.0.0.1', port: 15080 }],
+  ['embedded default, explicit false wins', { UNSTABLE_ENABLE_SOCKS5: 'false' }, null],
+  ['embedded default, explicit 0 wins', { UNSTABLE_ENABLE_SOCKS5: '0' }, null],
+  ['embedded default, empty value = unset', { UNSTABLE_ENABLE_SOCKS5: '' }, { host: '127.0.0.1', port: 15080 }],
+  ['embedded default, explicit true', { UNSTABLE_ENABLE_SOCKS5: 'true' }, { host: '127.0.0.1', port: 15080 }],
+  ['embedded default, own address', { ZTUNNEL_SOCKS5_ADDR: '127.0.0.3:0' }, { host: '127.0.0.3', port: 0 }],
+  ['embedded default, INPOD_ENABLED=false is node mode', { INPOD_ENABLED: 'false' }, { host: '127.0.0.1', port: 15080 }],
+  ['embedded default in in-pod mode: off', { INPOD_ENABLED: 'true' }, null],
+  ['in-pod mode, explicit true', { INPOD_ENABLED: 'true', UNSTABLE_ENABLE_SOCKS5: 'true' }, { host: '127.0.0.1', port: 15080 }],
+  ['snapshot file: off', FILE, null],
+  ['snapshot file, explicit true', { ...FILE, UNSTABLE_ENABLE_SOCKS5: 'true' }, { host: '127.0.0.1', port: 15080 }],
+  ['inline snapshot: off', { LOCAL_XDS: 'workloads: []\n' }, null],
+];
+
+t.test('UNSTABLE_ENABLE_SOCKS5: off by default, on for the embedded default unless set', async (t) => {
+  for (const [name, env, want] of socks5Rows) t.same(parseConfig(env, FACTS).socks5Addr, want, name);
 });
 
 t.test('every bad variable is reported at once, one line each', async (t) => {

@@ -21,8 +21,8 @@ t.test('config dump of the defaults uses ztunnel names and shapes', async (t) =>
     statsAddr: '[::]:15020',
     readinessAddr: '[::]:15021',
     outboundAddr: '[::]:15001',
-    socks5Addr: null,
-    illegalPorts: [15001, 15006, 15008],
+    socks5Addr: '127.0.0.1:15080', // on for the embedded default (config.test's SOCKS5 table)
+    illegalPorts: [15001, 15006, 15008, 15080], // with SOCKS5 on, its port too
     ipv6Enabled: true,
     inpodUds: '/var/run/ztunnel/ztunnel.sock',
     packetMark: 1337,

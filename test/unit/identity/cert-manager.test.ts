@@ -154,6 +154,7 @@ t.test('a failure keeps the old cert, retries with backoff, and expiry makes it 
 t.test('fetch during backoff fails at once instead of hammering the CA', async (t) => {
   const { mgr, issuer, clock } = await setup(t);
   issuer.fail = 'CA down';
+  mgr.ensure([SLEEP]);
   await t.rejects(mgr.fetch(SLEEP), { code: 'ERR_CERT_UNAVAILABLE', message: /failed: CA down/ }, 'the attempt it waited for failed');
   t.equal(issuer.calls, 1);
   clock.now += 500; // retry due at +1 s
@@ -197,6 +198,7 @@ t.test('a cert that is not valid yet is never returned', async (t) => {
 
 t.test('fetch waits for the first issuance', async (t) => {
   const { mgr } = await setup(t);
+  mgr.ensure([API]);
   const p = mgr.fetch(API);
   t.equal(mgr.states()[0]!.state, 'Initializing');
   const c = await p;
@@ -209,6 +211,7 @@ t.test('forget drops the identity and discards an issuance in flight', async (t)
   const { mgr } = await setup(t);
   const seen: WorkloadCert[] = [];
   mgr.subscribe((c) => seen.push(c));
+  mgr.ensure([SLEEP]);
   const p = mgr.fetch(SLEEP);
   mgr.forget(SLEEP);
   await t.rejects(p, { code: 'ERR_CERT_UNAVAILABLE', message: /no longer managed/ });
@@ -217,6 +220,28 @@ t.test('forget drops the identity and discards an issuance in flight', async (t)
   t.equal(mgr.get(SLEEP), null);
   t.equal(seen.length, 0, 'the late result was dropped');
   mgr.forget(SLEEP); // unknown: no-op
+});
+
+t.test('fetch of an identity no local workload has is refused and issues nothing', async (t) => {
+  const { mgr, issuer } = await setup(t);
+  const seen: WorkloadCert[] = [];
+  mgr.subscribe((c) => seen.push(c));
+  mgr.ensure([SLEEP]); // the control plane's local identities
+  await mgr.settled();
+  t.equal(issuer.calls, 1);
+  // e.g. another node's workload, asked for by a connection
+  await t.rejects(mgr.fetch(API), { code: 'ERR_CERT_NOT_LOCAL', message: `no workload of this node has the identity ${formatSpiffe(API)}: refusing to issue a certificate for it` });
+  await mgr.settled();
+  t.equal(issuer.calls, 1, 'nothing was issued for it');
+  t.same(mgr.states().map((s) => s.id), [formatSpiffe(SLEEP)], 'and it is not managed (no rotation, nothing to forget)');
+  t.equal(seen.length, 1, 'no certificate announced for it');
+  t.equal(mgr.get(API), null);
+  // once forgotten (its workload left this node), the local one is refused the same way
+  mgr.forget(SLEEP);
+  await t.rejects(mgr.fetch(SLEEP), { code: 'ERR_CERT_NOT_LOCAL' });
+  // an identity that cannot be a SPIFFE id is refused with that reason, not thrown
+  await t.rejects(mgr.fetch({ ...SLEEP, serviceAccount: 'a/b' }), { code: 'ERR_SPIFFE_ID' });
+  t.equal(issuer.calls, 1);
 });
 
 t.test('concurrency limit', async (t) => {
@@ -242,6 +267,7 @@ t.test('a throwing subscriber does not break issuance', async (t) => {
 
 t.test('close and bad options', async (t) => {
   const { mgr } = await setup(t);
+  mgr.ensure([SLEEP]);
   const p = mgr.fetch(SLEEP);
   mgr.close();
   await t.rejects(p, { code: 'ERR_CERT_UNAVAILABLE' });
