@@ -20,6 +20,7 @@
 import type { Config } from './config/config';
 import { startControlPlane, localIdentities, type ControlPlane } from './control-plane';
 import { startDataPlane, type DataPlane } from './data-plane';
+import { drainWithinDeadline } from './drain-deadline';
 import type { Logging } from './logging/logger';
 import { AccessLog } from './logging/access-log';
 import type { BoundAddress } from './net/listener';
@@ -95,9 +96,6 @@ export async function startApp(config: Config, logging: Logging): Promise<App> {
 export function startNodeApp(config: Config, logging: Logging): Promise<NodeApp> {
   return buildApp(config, logging, true);
 }
-
-/** How often a drain looks whether the last connection has gone (one timer at a time). */
-const DRAIN_POLL_MS = 50;
 
 async function buildApp(config: Config, logging: Logging, workers: boolean): Promise<NodeApp> {
   const log = logging.for('ztunnel');
@@ -185,15 +183,7 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
   const shutdown = (): Promise<void> =>
     (shutdownStarted ??= (async () => {
       readiness.markDraining();
-      const deadlineMs = config.terminationDeadlineMs;
-      log.info({ deadlineMs, connections: await runner.liveConnections() }, 'draining: stopped accepting, live connections may finish until the deadline');
-      await runner.drain();
-      const deadline = Date.now() + deadlineMs;
-      while (!forced && (await runner.liveConnections()) > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now()))));
-      }
-      const left = await runner.liveConnections();
-      if (left > 0 && !forced) log.info({ connections: left }, 'drain deadline reached: closing the remaining connections');
+      await drainWithinDeadline(runner, config.terminationDeadlineMs, { log, forced: () => forced });
       await closeAll();
     })());
 
