@@ -18,7 +18,7 @@
  * workers, each scrape merges the workers' registries into it (src/metrics/registry.ts).
  */
 import type { Config } from './config/config';
-import { startControlPlane, localIdentities, type ControlPlane } from './control-plane';
+import { startControlPlane, localIdentities, type ControlPlane, type ControlPlaneSeams } from './control-plane';
 import { startDataPlane, type DataPlane } from './data-plane';
 import { drainWithinDeadline } from './drain-deadline';
 import type { Logging } from './logging/logger';
@@ -86,9 +86,15 @@ export interface NodeApp extends AppBase {
   readonly pool: WorkerPool | null;
 }
 
+/**
+ * Live stand-ins for tests, passed down to the part that uses them; production passes none. A
+ * gated certificate issuer, for instance, holds the `certificates` readiness task open.
+ */
+export type AppSeams = ControlPlaneSeams;
+
 /** Runs the data plane on this thread (in-process tests, the demo). */
-export async function startApp(config: Config, logging: Logging): Promise<App> {
-  const app = await buildApp(config, logging, false);
+export async function startApp(config: Config, logging: Logging, seams: AppSeams = {}): Promise<App> {
+  const app = await buildApp(config, logging, false, seams);
   return app as App;
 }
 
@@ -97,7 +103,7 @@ export function startNodeApp(config: Config, logging: Logging): Promise<NodeApp>
   return buildApp(config, logging, true);
 }
 
-async function buildApp(config: Config, logging: Logging, workers: boolean): Promise<NodeApp> {
+async function buildApp(config: Config, logging: Logging, workers: boolean, seams: AppSeams = {}): Promise<NodeApp> {
   const log = logging.for('ztunnel');
   const version = buildInfo();
   const readiness = new Readiness();
@@ -111,7 +117,7 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
   endpoints.push(await startHttpEndpoint('readiness', config.readinessAddr, readinessHandler(readiness), onHttpError));
   let control: ControlPlane;
   try {
-    control = await startControlPlane(config, { state: logging.for('state'), identity: logging.for('identity') });
+    control = await startControlPlane(config, { state: logging.for('state'), identity: logging.for('identity') }, seams);
   } catch (err) {
     await closeEndpoints();
     throw err;
