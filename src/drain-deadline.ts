@@ -31,7 +31,7 @@ const REAL_CLOCK: DrainClock = {
 
 /**
  * Stops accepting and waits until no connection is left, the deadline passes, or `forced()`
- * turns true (a second signal). Returns how many connections were left, which the caller closes.
+ * turns true (a second SIGINT: close now). Returns how many connections were left, which the caller closes.
  */
 export async function drainWithinDeadline(
   runner: Drainable,
