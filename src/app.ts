@@ -18,8 +18,9 @@
  * workers, each scrape merges the workers' registries into it (src/metrics/registry.ts).
  */
 import type { Config } from './config/config';
-import { startControlPlane, localIdentities, type ControlPlane } from './control-plane';
+import { startControlPlane, localIdentities, type ControlPlane, type ControlPlaneSeams } from './control-plane';
 import { startDataPlane, type DataPlane } from './data-plane';
+import { drainWithinDeadline } from './drain-deadline';
 import type { Logging } from './logging/logger';
 import { AccessLog } from './logging/access-log';
 import type { BoundAddress } from './net/listener';
@@ -85,9 +86,15 @@ export interface NodeApp extends AppBase {
   readonly pool: WorkerPool | null;
 }
 
+/**
+ * Live stand-ins for tests, passed down to the part that uses them; production passes none. A
+ * gated certificate issuer, for instance, holds the `certificates` readiness task open.
+ */
+export type AppSeams = ControlPlaneSeams;
+
 /** Runs the data plane on this thread (in-process tests, the demo). */
-export async function startApp(config: Config, logging: Logging): Promise<App> {
-  const app = await buildApp(config, logging, false);
+export async function startApp(config: Config, logging: Logging, seams: AppSeams = {}): Promise<App> {
+  const app = await buildApp(config, logging, false, seams);
   return app as App;
 }
 
@@ -96,10 +103,7 @@ export function startNodeApp(config: Config, logging: Logging): Promise<NodeApp>
   return buildApp(config, logging, true);
 }
 
-/** How often a drain looks whether the last connection has gone (one timer at a time). */
-const DRAIN_POLL_MS = 50;
-
-async function buildApp(config: Config, logging: Logging, workers: boolean): Promise<NodeApp> {
+async function buildApp(config: Config, logging: Logging, workers: boolean, seams: AppSeams = {}): Promise<NodeApp> {
   const log = logging.for('ztunnel');
   const version = buildInfo();
   const readiness = new Readiness();
@@ -113,7 +117,7 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
   endpoints.push(await startHttpEndpoint('readiness', config.readinessAddr, readinessHandler(readiness), onHttpError));
   let control: ControlPlane;
   try {
-    control = await startControlPlane(config, { state: logging.for('state'), identity: logging.for('identity') });
+    control = await startControlPlane(config, { state: logging.for('state'), identity: logging.for('identity') }, seams);
   } catch (err) {
     await closeEndpoints();
     throw err;
@@ -186,15 +190,7 @@ async function buildApp(config: Config, logging: Logging, workers: boolean): Pro
   const shutdown = (): Promise<void> =>
     (shutdownStarted ??= (async () => {
       readiness.markDraining();
-      const deadlineMs = config.terminationDeadlineMs;
-      log.info({ deadlineMs, connections: await runner.liveConnections() }, 'draining: stopped accepting, live connections may finish until the deadline');
-      await runner.drain();
-      const deadline = Date.now() + deadlineMs;
-      while (!forced && (await runner.liveConnections()) > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now()))));
-      }
-      const left = await runner.liveConnections();
-      if (left > 0 && !forced) log.info({ connections: left }, 'drain deadline reached: closing the remaining connections');
+      await drainWithinDeadline(runner, config.terminationDeadlineMs, { log, forced: () => forced });
       await closeAll();
     })());
 

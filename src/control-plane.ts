@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/config';
 import { LocalCa } from './identity/ca';
 import { CertManager } from './identity/cert-manager';
+import type { CertIssuer } from './identity/workload-cert';
 import { formatSpiffe, type Identity } from './identity/spiffe';
 import { identityOf } from './proxy/outbound-plan';
 import type { Snapshot } from './state/snapshot';
@@ -38,7 +39,12 @@ export function localIdentities(snap: Snapshot): Map<string, Identity> {
   return ids;
 }
 
-export async function startControlPlane(config: Config, log: { state: Logger; identity: Logger }): Promise<ControlPlane> {
+/** Live stand-ins a test may inject (src/app.ts AppSeams): the issuer wrapped around the CA. */
+export interface ControlPlaneSeams {
+  readonly wrapIssuer?: (ca: CertIssuer) => CertIssuer;
+}
+
+export async function startControlPlane(config: Config, log: { state: Logger; identity: Logger }, seams: ControlPlaneSeams = {}): Promise<ControlPlane> {
   const store = new SnapshotStore({ nodeName: config.nodeName, trustDomain: config.trustDomain, logger: log.state });
   switch (config.xds.kind) {
     case 'path':
@@ -67,7 +73,7 @@ export async function startControlPlane(config: Config, log: { state: Logger; id
   }
 
   const certs = new CertManager({
-    issuer: ca,
+    issuer: seams.wrapIssuer ? seams.wrapIssuer(ca) : ca,
     ttlMs: config.secretTtlMs,
     onError: (identity, err, retryAt) =>
       log.identity.error({ identity: formatSpiffe(identity), err: (err as Error).message, retryAt: new Date(retryAt).toISOString() }, 'certificate issuance failed'),

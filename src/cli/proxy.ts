@@ -1,14 +1,20 @@
 /**
  * `ztunnel-ts proxy`: parse the config (every bad variable reported, exit 1 before anything is
  * bound), check the snapshot (a bad or unreadable one: exit 1, nothing bound), start the app (data plane in worker threads), run until SIGTERM/SIGINT or POST
- * /quitquitquit, drain, exit 0. A signal during the drain cuts every connection at once and exits 1.
+ * /quitquitquit, drain, exit 0.
+ *
+ * Signals, as ztunnel's signal.rs: handlers are installed before start-up, so a signal while the
+ * app starts stops it cleanly once started (exit 0) instead of killing the process by the default
+ * action. A second SIGINT after a first SIGINT (a double Ctrl+C) exits 0 at once, without waiting
+ * for the drain or a graceful close; any other repeated signal is ignored (logged), as ztunnel
+ * stops listening for signals once its shutdown has begun.
  */
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../config/issues';
 import { parseConfig, type Config } from '../config/config';
 import { isProxyError } from '../errors';
 import { Logging } from '../logging/logger';
-import { startNodeApp } from '../app';
+import { startNodeApp, type NodeApp } from '../app';
 import { EXIT_INVALID, EXIT_OK, type CliIo } from './io';
 import { checkStartupSnapshot } from './snapshot-file';
 
@@ -36,32 +42,54 @@ export async function proxyCommand(io: CliIo, hooks: ProcessHooks): Promise<numb
   }
   const logging = new Logging(config.log);
   const log = logging.for('ztunnel');
-  let app;
-  try {
-    app = await startNodeApp(config, logging);
-  } catch (err) {
-    if (isProxyError(err)) {
-      log.error({ code: err.code }, err.message);
-      return EXIT_INVALID;
-    }
-    throw err;
-  }
-  return new Promise<number>((resolve) => {
-    let code = EXIT_OK;
-    // however the shutdown began (signal or POST /quitquitquit), the command ends with it
-    void app.closed.then(() => {
-      log.info('shutdown complete');
+  return new Promise<number>((resolve, reject) => {
+    let app: NodeApp | null = null;
+    let first: string | null = null;
+    let exited = false;
+    const exit = (code: number): void => {
+      exited = true;
       resolve(code);
-    });
+    };
+    const drain = (started: NodeApp, signal: string): void => {
+      log.info({ signal, deadlineMs: config.terminationDeadlineMs }, 'shutting down: draining connections');
+      void started.shutdown();
+    };
     hooks.onSignal((signal) => {
-      if (app.stopping) {
-        log.warn({ signal }, 'second signal: closing every connection and exiting now');
-        code = EXIT_INVALID;
-        void app.close();
+      if (exited) return;
+      if (first === null) {
+        first = signal;
+        if (app) drain(app, signal);
+        else log.info({ signal }, 'signal during start-up: shutting down once started');
         return;
       }
-      log.info({ signal, deadlineMs: config.terminationDeadlineMs }, 'shutting down: draining connections');
-      void app.shutdown();
+      if (signal === 'SIGINT' && first === 'SIGINT') {
+        // the operator insists: exit now; the caller exits the process, which ends every connection
+        log.warn({ signal }, 'second SIGINT: exiting now');
+        if (app) void app.close();
+        exit(EXIT_OK);
+        return;
+      }
+      log.info({ signal, first }, 'already shutting down: signal ignored');
     });
+    startNodeApp(config, logging).then(
+      (started) => {
+        app = started;
+        // however the shutdown began (signal or POST /quitquitquit), the command ends with it
+        void started.closed.then(() => {
+          log.info('shutdown complete');
+          if (!exited) exit(EXIT_OK);
+        });
+        if (exited) void started.close();
+        else if (first !== null) drain(started, first);
+      },
+      (err: unknown) => {
+        if (isProxyError(err)) {
+          log.error({ code: err.code }, err.message);
+          exit(EXIT_INVALID);
+          return;
+        }
+        reject(err);
+      },
+    );
   });
 }

@@ -7,6 +7,10 @@
  * dst.workload dst.namespace dst.identity direction bytes_sent bytes_recv duration error. Unknown
  * values are left out. Plain or JSON layout is the Logging's business (LOG_FORMAT).
  *
+ * Addresses as ztunnel: outbound over HBONE, dst.addr is the next hop (podIP:15008) and
+ * dst.hbone_addr the CONNECT target; inbound over HBONE the same two (where the client connected,
+ * and the target); plaintext legs log the target as dst.addr only. Identities only with mTLS.
+ *
  * Bytes are from this proxy's point of view of the direction, as ztunnel logs them: outbound
  * `bytes_sent` is what the client sent on; inbound `bytes_sent` is what went back to the client.
  */

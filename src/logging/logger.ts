@@ -4,7 +4,8 @@
  * `proxy`, `state`, ...) so per-target levels (RUST_LOG=info,access=debug) and runtime changes
  * (POST /logging) apply to one area at a time.
  *
- * Formats, as ztunnel: `plain` (default) prints `<time>\t<level>\t<target>\t<message>\tk=v ...`;
+ * Formats, as ztunnel: `plain` (default) prints `<time>\t<level>\t<target>\t<message>\tk=v ...`
+ * with string values quoted as ztunnel's tracing output does;
  * `json` prints pino's JSON lines for machines.
  */
 import pino, { type DestinationStream, type Level, type Logger } from 'pino';
@@ -25,7 +26,20 @@ const PINO_LEVEL: Record<LogLevelName, Level | 'silent'> = {
 };
 const LEVEL_LABEL: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'error' };
 
-/** Renders one pino JSON record in ztunnel's plain layout. Values with spaces are quoted. */
+/**
+ * Fields ztunnel records with `%` (Display), which its plain format prints bare: socket addresses
+ * (`src.addr`, `dst.addr`, `dst.hbone_addr`, `address`). Every other string is recorded as a str
+ * and printed with Debug, i.e. always quoted (its telemetry.rs: record_str → `{name}={value:?}`).
+ */
+const DISPLAY_FIELD = /(^|[._])(addr|address)$/;
+
+/** One field value as ztunnel's plain format prints it: strings quoted, numbers/bools/addresses bare. */
+function plainValue(key: string, v: unknown): string {
+  if (typeof v === 'string') return DISPLAY_FIELD.test(key) ? v : JSON.stringify(v);
+  return JSON.stringify(v) ?? String(v);
+}
+
+/** Renders one pino JSON record in ztunnel's plain layout (see plainValue for quoting). */
 export function formatPlain(record: Record<string, unknown>): string {
   const { time, level, target, msg, pid: _pid, hostname: _host, ...fields } = record;
   const parts = [
@@ -37,8 +51,7 @@ export function formatPlain(record: Record<string, unknown>): string {
   const kv: string[] = [];
   for (const [k, v] of Object.entries(fields)) {
     if (v === undefined) continue;
-    const text = typeof v === 'string' ? v : JSON.stringify(v);
-    kv.push(`${k}=${typeof v === 'string' && /[\s"=]/.test(text) ? JSON.stringify(text) : text}`);
+    kv.push(`${k}=${plainValue(k, v)}`);
   }
   if (kv.length > 0) parts.push(kv.join(' '));
   return parts.join('\t') + '\n';

@@ -10,13 +10,12 @@
  * (metrics and one "connection complete" line). Inbound records are keyed by the handler's
  * InboundConnRecord, which is the same object in onOpen and onClose of one tunnel.
  */
-import type { ConnInfo } from '../authz/types';
 import { formatSpiffe } from '../identity/spiffe';
 import type { AccessFields, AccessLog } from '../logging/access-log';
 import { joinHostPort } from '../net/ip';
 import type { Baggage } from '../proxy/baggage';
 import type { ByteCounts } from '../proxy/connection-manager';
-import type { ConnEvents, InboundConnRecord } from '../proxy/inbound';
+import type { ConnEvents, InboundConnRecord, InboundInfo } from '../proxy/inbound';
 import type { OutboundObserver, OutboundTrack, PlannedOutbound } from '../proxy/outbound';
 import type { Service, Workload } from '../state/model';
 import { identityOf } from '../proxy/outbound-plan';
@@ -131,7 +130,7 @@ export class ConnObserver {
 
   // ---- inbound (destination reporter) -------------------------------------------------------
 
-  private inboundParties(info: Partial<ConnInfo>, dst: Workload | undefined, baggage?: Baggage): { labels: TrafficLabels; fields: AccessFields } {
+  private inboundParties(info: Partial<InboundInfo>, dst: Workload | undefined, baggage?: Baggage): { labels: TrafficLabels; fields: AccessFields } {
     const snap = this.deps.snapshot();
     const source = info.srcIp !== undefined ? snap.workloadByIp(info.srcIp, this.network) : undefined;
     const service = dst && info.dstPort !== undefined ? guessService(dst, info.dstPort, snap) : null;
@@ -152,19 +151,26 @@ export class ConnObserver {
       mtls: info.identity !== null,
       clusterId: this.deps.clusterId,
     });
-    const dstAddr = info.dstIp !== undefined ? joinHostPort(info.dstIp, info.dstPort ?? 0) : '';
+    // identity null = plaintext (:15006): ztunnel logs neither identity without mTLS (its
+    // proxy/metrics.rs filters both principals on connection_security_policy == mutual_tls)
+    const mtls = info.identity !== null;
+    const target = info.dstIp !== undefined ? joinHostPort(info.dstIp, info.dstPort ?? 0) : undefined;
+    // HBONE: dst.addr is where the client connected (podIP:15008) and dst.hbone_addr the CONNECT
+    // target, as ztunnel's proxy/inbound.rs logs them "for consistency with outbound logs";
+    // plaintext: the connection went to the target itself, and there is no HBONE address
+    const local = mtls && info.local ? joinHostPort(info.local.ip, info.local.port) : undefined;
     const fields: AccessFields = {
       direction: 'inbound',
       srcAddr: info.srcIp !== undefined ? joinHostPort(info.srcIp, info.srcPort ?? 0) : '',
       srcWorkload: source?.name ?? known(labels.source_canonical_service),
       srcNamespace: known(labels.source_workload_namespace),
       srcIdentity: info.identity ? formatSpiffe(info.identity) : undefined,
-      dstAddr,
-      dstHboneAddr: dstAddr || undefined,
+      dstAddr: local ?? target ?? '',
+      dstHboneAddr: mtls ? target : undefined,
       dstService: known(labels.destination_service),
       dstWorkload: dst?.name,
       dstNamespace: dst?.namespace,
-      dstIdentity: known(labels.destination_principal),
+      dstIdentity: mtls ? known(labels.destination_principal) : undefined,
     };
     return { labels, fields };
   }
@@ -183,7 +189,7 @@ export class ConnObserver {
     this.finish(rec, isPolicyCut(reason) ? 'DENY' : '-', bytes, isCleanEnd(reason) ? null : reason);
   }
 
-  private inboundReject(info: Partial<ConnInfo>, status: number, reason: string): void {
+  private inboundReject(info: Partial<InboundInfo>, status: number, reason: string): void {
     const identified = info.srcIp !== undefined && info.dstIp !== undefined && info.dstPort !== undefined;
     if (!identified) {
       // refused before the request named its destination: the TLS handshake (status 0) or a
@@ -197,12 +203,12 @@ export class ConnObserver {
     const dst = this.deps.snapshot().workloadByIp(info.dstIp!, this.network);
     // status 0 after identification: the client left (or a policy change closed it) during the upstream connect
     const flags: ResponseFlag = status === 0 ? (isPolicyCut(reason) ? 'DENY' : '-') : responseFlagsForStatus(status);
-    const full: ConnInfo = { srcIp: info.srcIp!, srcPort: info.srcPort, identity: info.identity ?? null, dstIp: info.dstIp!, dstPort: info.dstPort! };
+    const full: InboundInfo = { srcIp: info.srcIp!, srcPort: info.srcPort, identity: info.identity ?? null, dstIp: info.dstIp!, dstPort: info.dstPort!, local: info.local };
     const rec = this.startInbound(full, dst);
     this.finish(rec, flags, ZERO, reason);
   }
 
-  private startInbound(info: ConnInfo, dst: Workload | undefined, baggage?: Baggage): LiveRecord {
+  private startInbound(info: InboundInfo, dst: Workload | undefined, baggage?: Baggage): LiveRecord {
     const parties = this.inboundParties(info, dst, baggage);
     return this.start('inbound', parties, {
       src: parties.fields.srcAddr,

@@ -224,7 +224,7 @@ export class HboneServer<S extends WorkloadLookup> {
       socket.destroy();
       return;
     }
-    this.handoff = { identity, srcIp, srcPort: socket.remotePort ?? 0, localIp };
+    this.handoff = { identity, srcIp, srcPort: socket.remotePort ?? 0, localIp, localPort: socket.localPort ?? 0 };
     try {
       this.h2.emit('connection', socket);
     } finally {

@@ -31,9 +31,18 @@ import { NO_LOG, type ProxyLog } from './proxy-log';
 /** Opens the upstream connection; rejects on failure. The native/transparent factory plugs in here. */
 export type UpstreamConnect = (target: { readonly ip: string; readonly port: number }, conn: ConnInfo) => Promise<Duplex>;
 
+/**
+ * ConnInfo plus where the client's connection arrived (the TLS socket's local address, podIP:15008):
+ * ztunnel logs that as dst.addr "for consistency with outbound logs" (its proxy/inbound.rs).
+ * Absent for the plaintext inbound, whose connection goes to the target itself.
+ */
+export interface InboundInfo extends ConnInfo {
+  readonly local?: { readonly ip: string; readonly port: number };
+}
+
 /** One accepted tunnel as the metrics/access-log hooks see it. */
 export interface InboundConnRecord {
-  readonly info: ConnInfo;
+  readonly info: InboundInfo;
   readonly dst: Workload;
   /** The client's baggage (source workload labels when the source is not in our snapshot). */
   readonly baggage: Baggage;
@@ -54,7 +63,7 @@ export interface ConnEvents {
    * A request or connection refused before any byte was relayed; `info` is as complete as it got.
    * `status` is the HTTP status sent, or 0 when none was (TLS refusal, tunnel abandoned in setup).
    */
-  onReject?(info: Partial<ConnInfo>, status: number, reason: string): void;
+  onReject?(info: Partial<InboundInfo>, status: number, reason: string): void;
 }
 
 export interface InboundDeps<S extends WorkloadLookup> {
@@ -78,6 +87,8 @@ export interface PeerContext {
   readonly srcPort: number;
   /** The listener's (destination workload's) IP, normal form. */
   readonly localIp: string;
+  /** The listener's port (15008), for the access log's dst.addr. */
+  readonly localPort: number;
 }
 
 export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
@@ -135,7 +146,7 @@ function refuse(stream: http2.ServerHttp2Stream, status: number): void {
   stream.resume();
 }
 
-function record(headers: http2.IncomingHttpHeaders, info: ConnInfo, dst: Workload, bytes: () => ByteCounts): InboundConnRecord {
+function record(headers: http2.IncomingHttpHeaders, info: InboundInfo, dst: Workload, bytes: () => ByteCounts): InboundConnRecord {
   const tp = headers['traceparent'];
   const traceparent = typeof tp === 'string' && parseTraceparent(tp) !== null ? tp : null;
   const bag = headers['baggage'];
@@ -157,7 +168,8 @@ export class InboundHandler<S extends WorkloadLookup> {
   async serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, peer: PeerContext): Promise<void> {
     // The relay attaches its own handlers; until then a client reset must not be an unhandled error.
     stream.on('error', ignore);
-    const early: Partial<ConnInfo> = { srcIp: peer.srcIp, srcPort: peer.srcPort, identity: peer.identity };
+    const local = { ip: peer.localIp, port: peer.localPort };
+    const early: Partial<InboundInfo> = { srcIp: peer.srcIp, srcPort: peer.srcPort, identity: peer.identity, local };
     // Let the rest of the read that carried these HEADERS be parsed first: a stream the client
     // reset in the same breath (rapid reset, CVE-2023-44487) is dropped here instead of costing
     // an authorization and a TCP connect to the app each.
@@ -170,7 +182,7 @@ export class InboundHandler<S extends WorkloadLookup> {
     if (method !== 'CONNECT') return this.reject(stream, early, 400, `method ${String(method)} is not CONNECT`);
     const auth = parseAuthority(headers[':authority']);
     if (!auth.ok) return this.reject(stream, early, 400, auth.reason);
-    const info: ConnInfo = { srcIp: peer.srcIp, srcPort: peer.srcPort, identity: peer.identity, dstIp: auth.ip, dstPort: auth.port };
+    const info: InboundInfo = { srcIp: peer.srcIp, srcPort: peer.srcPort, identity: peer.identity, dstIp: auth.ip, dstPort: auth.port, local };
     if (auth.ip !== peer.localIp) {
       return this.reject(stream, info, 400, `authority IP ${auth.ip} is not this listener's workload IP ${peer.localIp}`);
     }
@@ -192,7 +204,7 @@ export class InboundHandler<S extends WorkloadLookup> {
     await this.tunnel(stream, headers, info, dst);
   }
 
-  private async tunnel(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, info: ConnInfo, dst: Workload): Promise<void> {
+  private async tunnel(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, info: InboundInfo, dst: Workload): Promise<void> {
     let upstream: Duplex | null = null;
     let r: Relay | null = null;
     let closedBy: string | null = null;
@@ -240,7 +252,7 @@ export class InboundHandler<S extends WorkloadLookup> {
     this.log.debug({ ...this.fields(info, 200, reason), bytesReceived: bytes.received, bytesSent: bytes.sent }, 'inbound tunnel closed');
   }
 
-  private reject(stream: http2.ServerHttp2Stream, info: Partial<ConnInfo>, status: number, reason: string): void {
+  private reject(stream: http2.ServerHttp2Stream, info: Partial<InboundInfo>, status: number, reason: string): void {
     refuse(stream, status);
     this.deps.events?.onReject?.(info, status, reason);
     this.log.info(this.fields(info, status, reason), 'inbound HBONE request refused');

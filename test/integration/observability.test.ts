@@ -208,7 +208,8 @@ t.test('observability across two proxies', async (t) => {
     });
     const inLog = access(b, { msg: 'connection complete', direction: 'inbound', 'src.workload': 'client' });
     t.equal(inLog.length, 1, 'one access line at close on the destination');
-    t.match(inLog[0], { 'dst.addr': `${SERVER}:8080`, 'src.namespace': 'default', bytes_sent: 5000, bytes_recv: 5000 });
+    // as ztunnel: where the client connected (the HBONE port) is dst.addr, the CONNECT target dst.hbone_addr
+    t.match(inLog[0], { 'dst.addr': `${SERVER}:15008`, 'dst.hbone_addr': `${SERVER}:8080`, 'dst.identity': 'spiffe://cluster.local/ns/default/sa/server', 'src.namespace': 'default', bytes_sent: 5000, bytes_recv: 5000 });
   });
 
   t.test('a denied connection is counted failed with DENY by both reporters', async (t) => {
