@@ -58,12 +58,22 @@ export class ProxyMetrics {
 
   /** The exposition text of this registry merged with `others` (e.g. workers' json()). */
   async render(format: MetricsFormat, others: readonly MetricsJson[] = []): Promise<string> {
-    const all = [await this.json(), ...others];
+    const all = [ownedOnce(await this.json()), ...others];
     const input = format === 'openmetrics' ? all.map(toOpenMetricsNames) : all;
     const merged = AggregatorRegistry.aggregate(input as object[]);
     merged.setContentType(CONTENT_TYPES[format] as never);
     return merged.metrics();
   }
+}
+
+/**
+ * prom-client marks process_start_time_seconds `aggregator: 'omit'` because in its cluster mode
+ * every worker *process* has a start time of its own. Here the process metrics exist in the main
+ * thread's registry only, so there is exactly one value, and omitting it would drop the metric
+ * from every merged scrape: take it as it is.
+ */
+function ownedOnce(metrics: MetricsJson): MetricsJson {
+  return metrics.map((m) => ((m.aggregator as string) === 'omit' ? { ...m, aggregator: 'first' as never } : m));
 }
 
 /**

@@ -7,14 +7,19 @@
  *    certificate issue/rotation, and every identity that left the node;
  *  - logs a dead worker with its error, replaces it with backoff, and holds a readiness task
  *    (`proxy worker <slot>`) while the slot is empty; other workers' connections are untouched;
- *  - answers scrapes with each worker's registry JSON (deadline per worker; a late one is skipped).
+ *  - answers scrapes with each worker's registry JSON, deadline per worker: a late worker counts
+ *    with the last answer it gave, and a dead worker's counters live on in a retained baseline
+ *    (src/metrics/retained.ts), so no counter of the node ever goes backwards;
+ *  - keeps the log levels set at run time (POST /logging) and starts every replacement with them.
  *
  * Ports: where the config says port 0, the pool binds a SO_REUSEPORT socket on port 0 first, hands
  * the port it got to every worker, and closes its own socket once the first workers listen (no
  * one can connect before the port is published, so nothing waits in its queue).
  *
  * Invariants: `slots[i].worker` is the live thread of slot i or null while it is being replaced;
- * every pending request of a worker is settled when it exits; after close() no worker is spawned.
+ * every pending request of a worker is settled when it exits; after close() no worker is spawned;
+ * `slots[i].lastMetrics` is only ever the live worker's own last answer (cleared when it dies,
+ * after its cumulative series were added to `retained`).
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -25,6 +30,7 @@ import type { CertManager } from '../identity/cert-manager';
 import type { Identity } from '../identity/spiffe';
 import type { LogLevelName } from '../logging/logger';
 import type { MetricsJson } from '../metrics/registry';
+import { addMetrics, cumulativePart } from '../metrics/retained';
 import type { ConnectionDump } from '../metrics/conn-observer';
 import type { ConnectionsDump } from '../admin/config-dump';
 import type { NativeApi } from '../native/addon';
@@ -78,6 +84,8 @@ interface Slot {
   /** Ends the readiness gap task; set while the slot has no ready worker after a death. */
   gapDone: (() => void) | null;
   restartTimer: NodeJS.Timeout | null;
+  /** The last registry JSON this slot's live worker answered with (stands in when it is late). */
+  lastMetrics: MetricsJson | null;
 }
 
 /** A worker that stayed up this long is considered healthy again: its next death restarts fast. */
@@ -98,6 +106,10 @@ export class WorkerPool {
   private podSeq = 0;
   /** ZTUNNEL_MAX_CONNECTIONS, shared by every worker (src/net/conn-limit.ts); null = no limit. */
   private readonly limit: ConnectionLimitState | null;
+  /** Cumulative series of every dead worker, merged into each scrape (counters never go back). */
+  private retained: MetricsJson = [];
+  /** The log levels in force (start-up filter, then every POST /logging), for replacement workers. */
+  private logLevels: { level: LogLevelName; targets: Readonly<Record<string, LogLevelName>> };
 
   private constructor(private readonly deps: WorkerPoolDeps) {
     const { config, native } = deps;
@@ -111,6 +123,7 @@ export class WorkerPool {
     this.config = workerConfig;
     this.limit = config.maxConnections === null ? null : ConnectionLimit.create(config.maxConnections, Math.max(1, config.numWorkerThreads));
     this.known = localIdentities(deps.store.current);
+    this.logLevels = { level: config.log.level, targets: { ...config.log.targets } };
   }
 
   /** Starts `config.numWorkerThreads` workers; resolves once each listens, rejects on a worker's start failure. */
@@ -131,7 +144,7 @@ export class WorkerPool {
     this.offs.push(this.deps.certs.subscribe((cert) => this.broadcast({ type: 'cert', cert })));
     const n = Math.max(1, this.deps.config.numWorkerThreads);
     for (let i = 0; i < n; i++) {
-      const slot: Slot = { index: i, worker: null, ready: false, version: 0, addresses: [], startedAt: 0, failures: 0, lastError: null, pending: new Map(), podSeq: 0, podStates: {}, gapDone: null, restartTimer: null };
+      const slot: Slot = { index: i, worker: null, ready: false, version: 0, addresses: [], startedAt: 0, failures: 0, lastError: null, pending: new Map(), podSeq: 0, podStates: {}, gapDone: null, restartTimer: null, lastMetrics: null };
       this.slots.push(slot);
       this.spawn(slot);
     }
@@ -164,17 +177,29 @@ export class WorkerPool {
     return this.until(() => this.stopping || this.slots.every((s) => s.ready && s.version >= want));
   }
 
-  /** Every ready worker's registry as JSON; a worker that misses the deadline is left out (logged). */
+  /**
+   * The registries to merge into a scrape: each ready worker's JSON, plus the retained counters of
+   * dead workers. A worker that misses the deadline counts with its previous answer (logged), so a
+   * slow scrape cannot make a counter dip for one scrape (Prometheus would read a reset).
+   */
   async metrics(): Promise<MetricsJson[]> {
+    const asked = this.readySlots().map((s) => ({ slot: s, worker: s.worker }));
     const answers = await Promise.all(
-      this.readySlots().map((s) =>
-        this.request<MetricsJson>(s, 'metrics').catch((err: unknown) => {
-          this.deps.log.warn({ worker: s.index, err: (err as Error).message }, 'worker metrics left out of this scrape');
-          return null;
-        }),
+      asked.map(({ slot: s }) =>
+        this.request<MetricsJson>(s, 'metrics').then(
+          (json) => (s.lastMetrics = json),
+          (err: unknown) => {
+            this.deps.log.warn({ worker: s.index, err: (err as Error).message, previous: s.lastMetrics !== null }, 'worker metrics late: this scrape uses its previous answer');
+            return s.lastMetrics;
+          },
+        ),
       ),
     );
-    return answers.filter((a): a is MetricsJson => a !== null);
+    // a worker that died while others were still answering is in `retained` now: counting its
+    // answer too would count it twice in this scrape (and the next one would look like a reset)
+    const out = answers.filter((a, i): a is MetricsJson => a !== null && asked[i]!.slot.worker === asked[i]!.worker);
+    if (this.retained.length > 0) out.push(this.retained);
+    return out;
   }
 
   /** Every ready worker's counters (workers that do not answer in time are left out). */
@@ -237,6 +262,9 @@ export class WorkerPool {
 
   /** Run-time log level change (POST /logging), applied in every worker too. */
   setLogLevels(level: LogLevelName | null, targets: Readonly<Record<string, LogLevelName>>): void {
+    // the same rule as Logging.setLevels: a new default level drops the per-target overrides
+    const base = level === null ? this.logLevels : { level, targets: {} };
+    this.logLevels = { level: base.level, targets: { ...base.targets, ...targets } };
     this.broadcast({ type: 'log-levels', level, targets: { ...targets } });
   }
 
@@ -290,7 +318,10 @@ export class WorkerPool {
     const certs = this.deps.certs.states().flatMap((s) => (s.cert ? [s.cert] : []));
     slot.podSeq = 0;
     slot.podStates = {};
-    const init: MainToWorker = { type: 'init', workerId: slot.index, config: this.config, snapshot: snapshotMessage(snap.version, encodeDoc(snap.doc)), certs, limit: this.limit, pods: this.pods, podSeq: this.podSeq };
+    slot.lastMetrics = null;
+    // a replacement runs at the levels in force now, not the start-up ones
+    const config: Config = { ...this.config, log: { ...this.config.log, level: this.logLevels.level, targets: this.logLevels.targets } };
+    const init: MainToWorker = { type: 'init', workerId: slot.index, config, snapshot: snapshotMessage(snap.version, encodeDoc(snap.doc)), certs, limit: this.limit, pods: this.pods, podSeq: this.podSeq };
     worker.on('message', (msg: WorkerToMain) => this.onMessage(slot, msg));
     worker.on('error', (err) => (slot.lastError = err));
     worker.on('exit', (code) => this.onExit(slot, worker, code));
@@ -345,6 +376,9 @@ export class WorkerPool {
       p.reject(new ProxyError('ERR_WORKER_EXITED', `proxy worker ${slot.index} exited`));
     }
     slot.pending.clear();
+    // its counters as last scraped live on; anything it counted after that scrape is lost with it
+    if (slot.lastMetrics !== null) this.retained = addMetrics(this.retained, cumulativePart(slot.lastMetrics));
+    slot.lastMetrics = null;
     // the dead worker's connections are gone with it; it cannot give their places back itself
     if (this.limit !== null) ConnectionLimit.reclaim(this.limit, slot.index);
     this.flushWaiters();

@@ -17,6 +17,7 @@ import { AccessLog } from '../logging/access-log';
 import { Logging } from '../logging/logger';
 import { ConnObserver } from '../metrics/conn-observer';
 import { registerPoolMetrics } from '../metrics/control-plane';
+import { registerLoopLag } from '../metrics/loop-lag';
 import { ProxyMetrics } from '../metrics/registry';
 import { loadNative } from '../native/addon';
 import { ProxyError } from '../errors';
@@ -35,6 +36,7 @@ interface Running {
   readonly data: DataPlane;
   readonly metrics: ProxyMetrics;
   readonly observer: ConnObserver;
+  readonly stopLoopLag: () => void;
 }
 
 /** The port is `parentPort` in a real worker; tests may pass one end of a MessageChannel. */
@@ -57,7 +59,7 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
     mirror.apply(msg.snapshot);
     for (const c of msg.certs) certs.put(c);
     const limit = msg.limit === null ? null : new ConnectionLimit(msg.limit, msg.workerId);
-    started = start(config, logging, mirror, certs, limit);
+    started = start(msg.workerId, config, logging, mirror, certs, limit);
     // queued before any later 'pods' message can be: the newest set always wins
     if (msg.podSeq > 0) applyPods(msg.podSeq, msg.pods);
     started.then(
@@ -106,13 +108,16 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
   const answer = async (requestId: number, what: WorkerRequest): Promise<void> => {
     try {
       if (started === null) throw new Error('worker not initialised');
-      const { data, metrics, observer } = await started;
+      const { data, metrics, observer, stopLoopLag } = await started;
       let value: unknown = null;
       if (what === 'metrics') value = await metrics.json();
       else if (what === 'connections') value = observer.connections();
       else if (what === 'stats') value = { workerId, live: data.liveConnections(), relays: data.relayCounts() };
       else if (what === 'drain') await data.drain();
-      else if (what === 'close') await data.close();
+      else if (what === 'close') {
+        await data.close();
+        stopLoopLag();
+      }
       post({ type: 'reply', requestId, value, error: null });
       if (what === 'close') port.close();
     } catch (err) {
@@ -147,9 +152,12 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
   });
 }
 
-async function start(config: Config, logging: Logging, mirror: SnapshotMirror, certs: CertMirror, limit: ConnectionLimit | null): Promise<Running> {
+async function start(workerId: number, config: Config, logging: Logging, mirror: SnapshotMirror, certs: CertMirror, limit: ConnectionLimit | null): Promise<Running> {
   // process-wide collectors belong to the main thread's registry only
   const metrics = new ProxyMetrics({ version: buildInfo().version, processMetrics: false });
+  // the data plane's own event-loop lag (the process collectors above are the main thread's);
+  // stopped at 'close' so that nothing of ours keeps the thread's loop alive
+  const stopLoopLag = registerLoopLag(metrics.registry, workerId);
   const observer = new ConnObserver({
     traffic: metrics.traffic,
     access: new AccessLog(logging.for('access')),
@@ -177,5 +185,5 @@ async function start(config: Config, logging: Logging, mirror: SnapshotMirror, c
     },
   });
   registerPoolMetrics(metrics.registry, data.client);
-  return { data, metrics, observer };
+  return { data, metrics, observer, stopLoopLag };
 }

@@ -21,7 +21,7 @@ import { socksConnect, SocksError } from '../../src/proxy/socks5-client';
 import { loopbackBlock } from '../helpers/loopback';
 import { parseProm, select, sumOf, type Sample } from '../helpers/prom-text';
 import { eventually } from '../helpers/eventually';
-import { nodeEnv } from '../helpers/mesh-nodes';
+import { nodeEnv, writeSnapshot } from '../helpers/mesh-nodes';
 
 const net = loopbackBlock(8, 1);
 const CLIENT = net.ip(1);
@@ -318,6 +318,50 @@ t.test('observability across two proxies', async (t) => {
     const wrong = await http(a.app.servers.admin, '/logging');
     t.equal(wrong.status, 405, 'GET /logging is the wrong method');
     t.match(wrong.body.toString(), /usage: POST \/logging/);
+  });
+
+  t.test('control-plane and pool metrics follow the live store, certificates and HBONE pool', async (t) => {
+    // snapshot version: the store's own number, on both nodes
+    for (const n of [a, b]) t.equal(sumOf(await scrape(n), 'ztunnel_snapshot_version'), n.app.control.store.current.version, 'ztunnel_snapshot_version = the version in force');
+
+    // certificate expiry: each local identity's notAfter, in Unix seconds
+    for (const [n, sas] of [[a, ['client', 'denied']], [b, ['server']]] as const) {
+      const samples = await scrape(n);
+      t.equal(select(samples, 'istio_cert_expiry_seconds').length, sas.length, 'one series per local identity');
+      for (const sa of sas) {
+        const cert = n.app.control.certs.get({ trustDomain: 'cluster.local', namespace: 'default', serviceAccount: sa });
+        t.ok(cert, `a certificate for ${sa}`);
+        t.equal(sumOf(samples, 'istio_cert_expiry_seconds', { identity: `spiffe://cluster.local/ns/default/sa/${sa}` }), Math.floor(cert!.notAfter.getTime() / 1000), `${sa}: notAfter`);
+      }
+    }
+
+    // the HBONE pool: a pooled connection and a stream while a tunnel is open
+    const s = await socksConnect(a.socks, CLIENT, { host: VIP, port: 80 });
+    await exchange(s, 10);
+    const open = await scrape(a);
+    t.ok(sumOf(open, 'ztunnel_pool_connections') >= 1, `ztunnel_pool_connections ${sumOf(open, 'ztunnel_pool_connections')} >= 1 while a tunnel is open`);
+    t.ok(sumOf(open, 'ztunnel_pool_streams') >= 1, 'and at least one stream on it');
+    await finish(s);
+    await eventually(async () => sumOf(await scrape(a), 'ztunnel_pool_streams') === 0, 'the stream to end');
+
+    // a bad snapshot file: counted once on each node, the last good snapshot stays in force
+    const before = await Promise.all([a, b].map(async (n) => ({ version: n.app.control.store.current.version, failures: sumOf(await scrape(n), 'ztunnel_snapshot_reload_failures_total') })));
+    t.same(before.map((x) => x.failures), [0, 0], 'no failure yet');
+    writeSnapshot(snapshotPath, '{"workloads": [ not json');
+    for (const [i, n] of [a, b].entries()) {
+      await eventually(async () => sumOf(await scrape(n), 'ztunnel_snapshot_reload_failures_total') > 0, 'the reload failure');
+      const samples = await scrape(n);
+      t.equal(sumOf(samples, 'ztunnel_snapshot_reload_failures_total'), 1, 'ztunnel_snapshot_reload_failures_total = 1');
+      t.equal(sumOf(samples, 'ztunnel_snapshot_version'), before[i]!.version, 'the version in force did not move');
+      t.equal(n.app.control.store.current.version, before[i]!.version);
+    }
+    writeSnapshot(snapshotPath, JSON.stringify(SNAPSHOT));
+    for (const [i, n] of [a, b].entries()) {
+      await eventually(() => n.app.control.store.current.version > before[i]!.version, 'the good snapshot again');
+      const samples = await scrape(n);
+      t.equal(sumOf(samples, 'ztunnel_snapshot_version'), n.app.control.store.current.version, 'the version metric follows the reload');
+      t.equal(sumOf(samples, 'ztunnel_snapshot_reload_failures_total'), 1, 'a counter: the failure stays counted');
+    }
   });
 
   t.test('POST /quitquitquit: not ready, no new connections, the live one finishes, then the app closes', async (t) => {

@@ -17,16 +17,20 @@ import type { NativeApi } from '../../../src/native/addon';
 import { Readiness } from '../../../src/admin/readiness';
 import { SnapshotStore } from '../../../src/state/store';
 import { WorkerPool } from '../../../src/workers/supervisor';
+import { ProxyMetrics } from '../../../src/metrics/registry';
+import { parseProm, sumOf } from '../../helpers/prom-text';
 
 const dir = mkdtempSync(join(tmpdir(), 'ztunnel-supervisor-'));
 
 /** A fake worker: answers init with ready, acks snapshots, reports every message it saw in 'stats'. */
-function fakeWorker(name: string, opts: { silentMetrics?: boolean; crashOn?: string } = {}): string {
+function fakeWorker(name: string, opts: { silentMetrics?: boolean; silentAfter?: number; crashOn?: string } = {}): string {
   const file = join(dir, `${name}.js`);
   writeFileSync(
     file,
     `const { parentPort } = require('node:worker_threads');
 let id = -1;
+let scrapes = 0;
+let log = '';
 const seen = [];
 const reply = (requestId, value) => parentPort.postMessage({ type: 'reply', requestId, value, error: null });
 parentPort.on('message', (m) => {
@@ -36,13 +40,20 @@ parentPort.on('message', (m) => {
   if (m.type === ${JSON.stringify(opts.crashOn ?? '')}) throw new Error('scripted crash on ' + m.type);
   if (m.type === 'init') {
     id = m.workerId;
+    log = m.config.log.level + JSON.stringify(m.config.log.targets || {});
     parentPort.postMessage({ type: 'ready', workerId: id, version: m.snapshot.version, addresses: [['socks5', { host: '127.0.0.1', port: 1, text: '127.0.0.1:1' }]] });
   } else if (m.type === 'snapshot') {
     parentPort.postMessage({ type: 'snapshot-applied', workerId: id, version: m.version, addresses: [] });
   } else if (m.type === 'request') {
     if (m.what === 'metrics' && ${opts.silentMetrics === true} && id === 1) return;
-    if (m.what === 'metrics') reply(m.requestId, [{ name: 'fake_total', help: 'h', type: 'counter', values: [{ value: id + 1, labels: {} }], aggregator: 'sum' }]);
-    else if (m.what === 'stats') reply(m.requestId, { workerId: id, live: id, relays: { splice: 0, js: 0 }, seen });
+    if (m.what === 'metrics') scrapes++;
+    if (m.what === 'metrics' && id === 1 && scrapes > ${opts.silentAfter ?? 'Infinity'}) return;
+    // a counter that grows by 10 per scrape (plus the worker id), and a gauge of 1 per worker
+    if (m.what === 'metrics') reply(m.requestId, [
+      { name: 'fake_total', help: 'h', type: 'counter', values: [{ value: 10 * scrapes + id, labels: {} }], aggregator: 'sum' },
+      { name: 'fake_open', help: 'h', type: 'gauge', values: [{ value: 1, labels: {} }], aggregator: 'sum' },
+    ]);
+    else if (m.what === 'stats') reply(m.requestId, { workerId: id, live: id, relays: { splice: 0, js: 0 }, seen, log });
     else reply(m.requestId, null);
   }
 });
@@ -100,13 +111,47 @@ t.test('every worker gets init, each snapshot swap, each certificate and each fo
   }
 });
 
-t.test('a worker that misses the metrics deadline is left out of the scrape, and logged', async (t) => {
+t.test('a worker that never answered in time is left out of the scrape, and logged', async (t) => {
   const { lines, start } = setup(fakeWorker('silent', { silentMetrics: true }), { requestTimeoutMs: 50 });
   const pool = await start();
   t.teardown(() => pool.close());
   const answers = await pool.metrics();
-  t.same(answers.map((m) => m[0]?.values[0]?.value), [1], 'only worker 0 answered');
-  t.ok(lines.some((l) => l['msg'] === 'worker metrics left out of this scrape' && l['worker'] === 1 && /did not answer "metrics" within 50 ms/.test(String(l['err']))));
+  t.same(answers.map((m) => m[0]?.values[0]?.value), [10], 'only worker 0 answered');
+  t.ok(lines.some((l) => l['msg'] === 'worker metrics late: this scrape uses its previous answer' && l['worker'] === 1 && l['previous'] === false && /did not answer "metrics" within 50 ms/.test(String(l['err']))));
+});
+
+/** fake_total and fake_open of one merged scrape, as the stats endpoint would render it. */
+async function scrape(pool: WorkerPool): Promise<{ total: number; open: number }> {
+  const text = await new ProxyMetrics({ version: '1.0.0', processMetrics: false }).render('prometheus', await pool.metrics());
+  const samples = parseProm(text);
+  return { total: sumOf(samples, 'fake_total'), open: sumOf(samples, 'fake_open') };
+}
+
+t.test('a late worker counts with its previous answer: no dip in a counter for one scrape', async (t) => {
+  const { lines, start } = setup(fakeWorker('late', { silentAfter: 1 }), { requestTimeoutMs: 50 });
+  const pool = await start();
+  t.teardown(() => pool.close());
+  t.same(await scrape(pool), { total: 10 + 11, open: 2 }, 'first scrape: both answer');
+  // worker 0 moved on to 20; worker 1 is silent from now on and stays at its 11
+  t.same(await scrape(pool), { total: 20 + 11, open: 2 }, 'second scrape: worker 1 as last seen');
+  t.ok(lines.some((l) => l['msg'] === 'worker metrics late: this scrape uses its previous answer' && l['worker'] === 1 && l['previous'] === true));
+});
+
+t.test("a dead worker's counters are retained in every later scrape; its gauges are not", async (t) => {
+  const { start } = setup(fakeWorker('dies'), { requestTimeoutMs: 2000 });
+  const pool = await start();
+  t.teardown(() => pool.close());
+  const before = await scrape(pool);
+  t.same(before, { total: 10 + 11, open: 2 });
+  await pool.terminateWorker(1);
+  const gap = await scrape(pool);
+  t.same(gap, { total: 20 + 11, open: 1 }, 'while the slot is empty: worker 1 as last seen, no gauge of it');
+  const until = Date.now() + 30_000;
+  while (pool.readyCount() < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  t.equal(pool.readyCount(), 2, 'replaced');
+  t.same(await scrape(pool), { total: 30 + 11 + 11, open: 2 }, 'the replacement starts from 0 and adds to the retained 11');
+  await pool.terminateWorker(1);
+  t.same(await scrape(pool), { total: 40 + 11 + 11, open: 1 }, 'a second death adds to the baseline');
 });
 
 t.test('a crashed worker is logged with its error, replaced, and readiness reports the gap', async (t) => {
@@ -116,7 +161,9 @@ t.test('a crashed worker is logged with its error, replaced, and readiness repor
   const tasks: string[] = [];
   const register = readiness.register.bind(readiness);
   readiness.register = (task: string) => (tasks.push(task), register(task));
-  pool.setLogLevels('debug', {}); // both workers crash on it
+  pool.setLogLevels('warn', { access: 'debug' });
+  pool.setLogLevels(null, { proxy: 'trace' });
+  pool.setLogLevels('debug', { access: 'trace' }); // both workers crash on it; a new level resets targets
   // the replacements come up after 20 ms of backoff plus a thread start, which under a loaded
   // CI machine can take seconds: wait for the condition, bounded only as a safety net (30 s)
   const until = Date.now() + 30_000;
@@ -128,4 +175,6 @@ t.test('a crashed worker is logged with its error, replaced, and readiness repor
   t.equal(deaths.length, 2);
   t.match(deaths[0], { err: /scripted crash on log-levels/, restartInMs: 20 });
   t.same((await seenBy(pool)).map((s) => s[0]), ['init v1 certs 01', 'init v1 certs 01'], 'the replacements start from the current snapshot');
+  const logs = (await pool.stats()).map((s) => (s as unknown as { log: string }).log);
+  t.same(logs, ['debug{"access":"trace"}', 'debug{"access":"trace"}'], 'and at the log levels set at run time, not the start-up ones');
 });
