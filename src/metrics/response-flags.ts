@@ -18,6 +18,8 @@ const BY_CODE: Readonly<Record<string, ResponseFlag>> = {
   ERR_NO_SERVICE_PORT: 'CONNECT',
   ERR_CERT_UNAVAILABLE: 'TLS_FAILURE',
   ERR_SELF_CALL: 'DENY',
+  // a source that is no workload of this node may not borrow another node's identity
+  ERR_CERT_NOT_LOCAL: 'DENY',
 };
 
 /** By the HTTP status of an HBONE CONNECT answer (inbound refusals, and what the source was told). */

@@ -109,6 +109,7 @@ t.test('response_flags: one table for codes and statuses', async (t) => {
     [new ProxyError('ERR_TLS_SAN_MISMATCH', 'x'), 'TLS_FAILURE'],
     [new ProxyError('ERR_TLS', 'x'), 'TLS_FAILURE'],
     [new ProxyError('ERR_SELF_CALL', 'x'), 'DENY'],
+    [new ProxyError('ERR_CERT_NOT_LOCAL', 'x'), 'DENY'],
     [new ProxyError('ERR_SOMETHING_ELSE', 'x'), '-'],
     [new Error('plain'), '-'],
   ];
