@@ -117,7 +117,9 @@ export function tcpConnect(timeoutMs = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS, open
       const where = joinHostPort(target.ip, target.port);
       const onError = (err: NodeJS.ErrnoException): void => {
         socket.destroy();
-        reject(new ProxyError('ERR_CONNECT', `upstream ${where}: ${err.code ?? err.message}`, { cause: err }));
+        // our own deadline error says more than its code ("no answer within ..."); errno errors say it by code
+        const why = err instanceof ProxyError ? err.message : (err.code ?? err.message);
+        reject(new ProxyError('ERR_CONNECT', `upstream ${where}: ${why}`, { cause: err }));
       };
       socket.setTimeout(timeoutMs, () => onError(new ProxyError('ERR_TIMEOUT', `no answer within ${timeoutMs} ms`)));
       socket.once('error', onError);

@@ -7,7 +7,7 @@
  * healthy endpoint chosen by capacity weight; a workload IP is used directly; anything else is not
  * in the mesh and is passed through to the original destination.
  */
-import type { Identity } from '../identity/spiffe';
+import { tryParseSpiffe, type Identity } from '../identity/spiffe';
 import type { PortMap, Service, Workload } from '../state/model';
 import { resourceKey } from '../state/model';
 import { INBOUND_HBONE_PORT, SELF_PORTS } from '../config/ports';
@@ -62,6 +62,22 @@ function addressOf(w: Workload, preferred: string): string {
   return w.workloadIps.find((ip) => ipFamily(ip) === fam) ?? w.workloadIps[0]!;
 }
 
+/**
+ * Who may answer for `w`: the service's SANs that are SPIFFE ids, then the workload's own identity,
+ * any one of them accepted (ztunnel's `workload_and_services_san`: the service SANs first, "OR"-ed
+ * with the workload identity; a SAN that is not a SPIFFE id is ignored — ztunnel warns, a pure
+ * plan cannot log). A workload reached directly by its IP has no service and so no service SANs.
+ */
+function expectedIdentitiesOf(w: Workload, service: Service | null): Identity[] {
+  const ids: Identity[] = [];
+  for (const san of service?.subjectAltNames ?? []) {
+    const id = tryParseSpiffe(san);
+    if (id !== null) ids.push(id);
+  }
+  ids.push(identityOf(w));
+  return ids;
+}
+
 function toWorkload(w: Workload, ip: string, port: number, service: Service | null): OutboundPlan {
   const target = { ip, port };
   if (w.protocol === 'HBONE') {
@@ -70,7 +86,7 @@ function toWorkload(w: Workload, ip: string, port: number, service: Service | nu
       nextHop: { ip, port: INBOUND_HBONE_PORT },
       authority: joinHostPort(ip, port),
       target,
-      expectedIdentities: [identityOf(w)],
+      expectedIdentities: expectedIdentitiesOf(w, service),
       workload: w,
       service,
     };

@@ -359,6 +359,49 @@ t.test('hostile peers against one HBONE server', async (t) => {
     t.ok(await bystanderOk(), 'the established tunnel is unaffected');
   });
 
+  t.test('an app that never reads stalls the client: bytes in flight bounded by the windows, then all delivered', async (t) => {
+    const MiB = 1024 * 1024;
+    const LIMIT = 512 * MiB; // what the client would send if nothing pushed back
+    let appSock: net.Socket | null = null;
+    // the app accepts and does not read: no 'data' listener, so Node stops reading from the kernel
+    const app = await tcpServer(h.dstIp, (s) => void (appSock = s));
+    t.teardown(() => app.close());
+    const tunnel = await h.client().connect(h.request(app.port));
+    const stream = tunnel.stream;
+    stream.on('error', () => undefined);
+    const blob = Buffer.alloc(MiB, 0x62);
+    let accepted = 0; // bytes write() took
+    let refusals = 0; // write() calls that returned false
+    let stop = false;
+    const pump = (): void => {
+      while (!stop && !stream.destroyed && accepted < LIMIT) {
+        accepted += blob.length;
+        if (!stream.write(blob)) {
+          refusals++;
+          return void stream.once('drain', pump);
+        }
+      }
+    };
+    pump();
+    // stuck: `accepted` stops growing while the client's stream waits for 'drain'
+    let last = -1;
+    await eventually(async () => {
+      const now = accepted;
+      const stuck = now === last && stream.writableNeedDrain && appSock !== null;
+      last = now;
+      await new Promise((r) => setTimeout(r, 200));
+      return stuck;
+    }, 'the client to be held by backpressure');
+    stop = true;
+    t.ok(refusals > 0, 'write() returned false');
+    t.ok(accepted < 128 * MiB, `the client could hand over only ${(accepted / MiB).toFixed(0)} of ${LIMIT / MiB} MiB while the app read nothing (windows 4+16 MiB, socket buffers)`);
+    // now the app reads: every byte handed over arrives, and the stalled writer drains
+    const received = readAll(appSock!);
+    stream.end();
+    t.equal((await received).length, accepted, 'every accepted byte reaches the app once it reads');
+    t.ok(await bystanderOk(), 'the established tunnel is unaffected');
+  });
+
   t.test('the bystander tunnel closes cleanly at the end', async (t) => {
     const got = readAll(good.stream);
     good.stream.end('bye\n');

@@ -7,8 +7,9 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
+import type * as http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/config';
@@ -18,6 +19,10 @@ import { startApp, type App } from '../../src/app';
 import { loopbackBlock } from '../helpers/loopback';
 import { nodeEnv } from '../helpers/mesh-nodes';
 import { socksConnect, SocksError } from '../../src/proxy/socks5-client';
+import { eventually } from '../helpers/eventually';
+import { parseBaggage } from '../../src/proxy/baggage';
+import { parseForwarded } from '../../src/proxy/forwarded';
+import { parseTraceparent } from '../../src/proxy/traceparent';
 
 const net = loopbackBlock(6, 1);
 const CLIENT = net.ip(1);
@@ -29,8 +34,10 @@ const OUTSIDE = net.ip(200);
 
 const dir = mkdtempSync(join(tmpdir(), 'ztunnel-2n-'));
 const snapshotPath = join(dir, 'snapshot.json');
+/** The pool's per-connection stream cap both nodes run with. */
+const MAX_STREAMS = 50;
 
-function snapshot(extraPolicies: unknown[] = []): string {
+function snapshot(extraPolicies: unknown[] = [], without: string[] = []): string {
   const wl = (name: string, ip: string, node: string, protocol = 'HBONE', services?: unknown) => ({
     uid: `c1//v1/Pod/default/${name}`, name, namespace: 'default', serviceAccount: name, workloadIps: [ip], protocol, node,
     canonicalName: name, workloadName: name, ...(services ? { services } : {}),
@@ -41,7 +48,7 @@ function snapshot(extraPolicies: unknown[] = []): string {
       wl('denied', DENIED, 'node-a'),
       wl('server', SERVER, 'node-b', 'HBONE', { 'default/server.default.svc.cluster.local': { 80: 8080 } }),
       wl('tcpapp', TCPAPP, 'node-b', 'TCP'),
-    ],
+    ].filter((w) => !without.includes(w.name)),
     services: [{ name: 'server', namespace: 'default', hostname: 'server.default.svc.cluster.local', vips: [`/${VIP}`], ports: { 80: 8080 } }],
     policies: [
       { name: 'deny-denied', namespace: 'default', scope: 'Namespace', action: 'Deny', rules: [[[{ principals: [{ Exact: 'cluster.local/ns/default/sa/denied' }] }]]] },
@@ -64,7 +71,7 @@ interface Node {
 
 async function startNode(name: string, socksIp: string, nativeRelay: string): Promise<Node> {
   // two proxies in one process: admin/stats/readiness on free ports of this file's block
-  const env = nodeEnv({ name, ip: socksIp, snapshotPath, caDir: join(dir, 'ca'), nativeRelay: nativeRelay === 'true', env: { POOL_MAX_STREAMS_PER_CONNECTION: '50' } });
+  const env = nodeEnv({ name, ip: socksIp, snapshotPath, caDir: join(dir, 'ca'), nativeRelay: nativeRelay === 'true', env: { POOL_MAX_STREAMS_PER_CONNECTION: String(MAX_STREAMS) } });
   const config = parseConfig(env, { logicalCpus: 2 });
   const lines: string[] = [];
   const logging = new Logging({ ...config.log, destination: { write: (s: string) => void lines.push(s) } });
@@ -77,6 +84,17 @@ async function startNode(name: string, socksIp: string, nativeRelay: string): Pr
 /** Servers: an echo on the server pod, one on the TCP workload, one outside the mesh. */
 const accepted = { server: 0 };
 const peers: string[] = [];
+/**
+ * Every CONNECT node B's HBONE server receives, headers as they arrived. The http2 server behind
+ * all of B's :15008 listeners is private to HboneServer; its 'stream' event is the one place the
+ * raw request headers are visible, and an extra listener there changes nothing for the handler.
+ */
+function captureConnects(hbone: object): http2.IncomingHttpHeaders[] {
+  const seen: http2.IncomingHttpHeaders[] = [];
+  (hbone as unknown as { h2: http2.Http2Server }).h2.on('stream', (_s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void seen.push(headers));
+  return seen;
+}
+
 function echoServer(onConn?: (s: Socket) => void): Server {
   return createServer({ allowHalfOpen: true }, (s) => {
     onConn?.(s);
@@ -134,6 +152,7 @@ for (const nativeRelay of ['true', 'false']) t.test(`two nodes (ZTUNNEL_NATIVE_R
   const a = await startNode('node-a', net.ip(250), nativeRelay);
   const b = await startNode('node-b', net.ip(251), nativeRelay);
   t.equal(a.app.data.native !== null, nativeRelay === 'true', 'the relay engine follows ZTUNNEL_NATIVE_RELAY');
+  const connects = captureConnects(b.app.data.hbone);
   t.teardown(async () => {
     await Promise.all([a.app.close(), b.app.close()]);
     for (const s of servers) s.close();
@@ -166,13 +185,42 @@ for (const nativeRelay of ['true', 'false']) t.test(`two nodes (ZTUNNEL_NATIVE_R
     t.equal(Buffer.concat(chunks).toString(), 'ping-after-which-the-client-half-closes');
   });
 
-  t.test('200 concurrent connections share pooled HTTP/2 connections, at most 50 streams each', async (t) => {
-    const sockets = await Promise.all(Array.from({ length: 200 }, () => socksConnect(a.socks, CLIENT, { host: VIP, port: 80 })));
+  t.test('the CONNECT node B receives carries the source\'s forwarded, baggage and a W3C traceparent', async (t) => {
+    const from = connects.length;
+    const s1 = await socksConnect(a.socks, CLIENT, { host: VIP, port: 80 });
+    const s2 = await socksConnect(a.socks, CLIENT, { host: SERVER, port: 8080 });
+    const ports = [s1.localPort, s2.localPort]; // read before the sockets close
+    for (const s of [s1, s2]) t.equal((await roundTrip(s, 1000, 100)).bytes, 1000);
+    const [h1, h2] = connects.slice(from);
+    t.ok(h1 !== undefined && h2 !== undefined, 'node B saw both CONNECTs');
+    t.equal(h1![':method'], 'CONNECT');
+    t.equal(h1![':authority'], `${SERVER}:8080`, 'the authority is the chosen endpoint and its target port');
+    t.equal(h1!['forwarded'], `for="${CLIENT}:${ports[0]}"`, 'forwarded names the client pod IP and its port');
+    t.same(parseForwarded(h2!['forwarded'] as string), [{ for: `${CLIENT}:${ports[1]}` }], 'and per connection');
+    t.same(
+      parseBaggage(h1!['baggage']),
+      { clusterId: 'Kubernetes', namespace: 'default', workloadName: 'client', workloadType: 'deployment', serviceName: 'client' },
+      `the source workload's baggage (${String(h1!['baggage'])})`,
+    );
+    const tp1 = String(h1!['traceparent']);
+    const tp2 = String(h2!['traceparent']);
+    t.match(tp1, /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/, 'traceparent: version 00, 32-hex trace id, 16-hex span id, flags');
+    t.ok(parseTraceparent(tp1) !== null && parseTraceparent(tp2) !== null, 'neither id is all zeros');
+    t.not(parseTraceparent(tp1)?.traceId, parseTraceparent(tp2)?.traceId, 'a new trace per connection');
+  });
+
+  t.test(`200 concurrent connections share pooled HTTP/2 connections, at most ${MAX_STREAMS} streams each`, async (t) => {
+    // earlier tunnels must have released their slots, or they would count against the cap
+    await eventually(() => a.app.data.client.stats().streams === 0, 'no stream left from earlier tests');
+    const N = 200;
+    const sockets = await Promise.all(Array.from({ length: N }, () => socksConnect(a.socks, CLIENT, { host: VIP, port: 80 })));
     const stats = a.app.data.client.stats();
     const toB = stats.byConnection.filter((c) => c.streams > 0);
-    t.ok(toB.length >= 4, `200 streams at a cap of 50 need at least 4 connections (got ${toB.length})`);
-    t.ok(stats.byConnection.every((c) => c.peakStreams <= 50), 'no connection ever carried more than 50 streams');
-    t.ok(stats.streams >= 200, `every tunnel is a stream on a pooled connection (${stats.streams} streams)`);
+    // a new connection is dialled only when every usable one is full: ceil(N / cap) of them, each full
+    t.equal(toB.length, Math.ceil(N / MAX_STREAMS), `${N} streams at a cap of ${MAX_STREAMS}: exactly ${Math.ceil(N / MAX_STREAMS)} connections carry them`);
+    t.same(toB.map((c) => c.streams), Array(N / MAX_STREAMS).fill(MAX_STREAMS), 'each of them full');
+    t.ok(stats.byConnection.every((c) => c.peakStreams <= MAX_STREAMS), `no connection ever carried more than ${MAX_STREAMS} streams`);
+    t.equal(stats.streams, N, 'every tunnel is one stream on a pooled connection');
     const results = await Promise.all(sockets.map((s) => roundTrip(s, 64 << 10, 16 << 10)));
     t.ok(results.every((r) => r.got === r.sent && r.bytes === 64 << 10), 'all 200 byte-exact');
   });
@@ -223,5 +271,17 @@ for (const nativeRelay of ['true', 'false']) t.test(`two nodes (ZTUNNEL_NATIVE_R
     t.ok(b.lines.some((l) => l.includes('no longer allowed') && l.includes('deny-client')), 'the close is logged with the deciding policy');
     const again = await socksConnect(a.socks, CLIENT, { host: VIP, port: 80 }).catch((e: unknown) => e);
     t.ok(again instanceof SocksError && again.reply === 2, 'new connections are denied too');
+  });
+
+  // last: it removes a workload the other subtests use
+  t.test('a local workload leaving the snapshot closes its :15008 listener', async (t) => {
+    t.ok(a.app.data.addresses().has('hbone ' + DENIED), 'listening before');
+    writeSnapshot(snapshot([], ['denied']));
+    await eventually(() => !a.app.data.addresses().has('hbone ' + DENIED), `node A's listener on ${DENIED}:15008 is gone`);
+    await a.app.data.settled();
+    t.same([...a.app.data.addresses().keys()].sort(), ['hbone ' + CLIENT, 'socks5'], 'the other workload keeps its listener');
+    const dial = createConnection({ host: DENIED, port: 15008 });
+    const [err] = (await once(dial, 'error').catch((e: unknown) => [e])) as [NodeJS.ErrnoException];
+    t.equal(err.code, 'ECONNREFUSED', `dialling ${DENIED}:15008 is refused`);
   });
 });
