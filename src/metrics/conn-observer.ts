@@ -262,7 +262,7 @@ export class ConnObserver {
       dstService: service?.hostname,
       dstWorkload: workload?.name,
       dstNamespace: workload?.namespace,
-      dstIdentity: hbone ? plan.expectedIdentities.map(formatSpiffe).join(',') : undefined,
+      dstIdentity: hbone ? labels.destination_principal : undefined,
     };
     const rec = this.start('outbound', { labels, fields }, {
       src: fields.srcAddr,

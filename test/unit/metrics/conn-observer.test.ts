@@ -18,7 +18,7 @@ const snap = buildSnapshot(
         { uid: 'b', name: 'echo-1', namespace: 'default', serviceAccount: 'echo', workloadIps: ['10.0.0.2'], protocol: 'HBONE', workloadName: 'echo', services: { 'default/echo.svc': { 80: 8080 } } },
         { uid: 'c', name: 'legacy', namespace: 'default', workloadIps: ['10.0.0.3'], workloadName: 'legacy' },
       ],
-      services: [{ name: 'echo', namespace: 'default', hostname: 'echo.svc', vips: ['/10.96.0.1'], ports: { 80: 8080 } }],
+      services: [{ name: 'echo', namespace: 'default', hostname: 'echo.svc', vips: ['/10.96.0.1'], ports: { 80: 8080 }, subjectAltNames: ['spiffe://cluster.local/ns/default/sa/echo-svc'] }],
     }),
     { source: 'test', trustDomain: 'cluster.local' },
   ),
@@ -114,4 +114,8 @@ t.test('outbound: refused before a plan, failed setup, established and closed', 
     ['legacy', 'stopped'],
   ]);
   t.match(complete[1], { 'dst.addr': '10.0.0.2:15008', 'dst.hbone_addr': '10.0.0.2:8080', 'src.identity': 'spiffe://cluster.local/ns/default/sa/sleep', bytes_sent: 7, bytes_recv: 3 });
+  // the service's SANs widen who may answer, but the destination is still the workload: its identity
+  // is dst.identity and destination_principal, as ztunnel reports the destination workload
+  t.equal(complete[1]!['dst.identity'], 'spiffe://cluster.local/ns/default/sa/echo');
+  t.equal(sumOf(s, 'istio_tcp_connections_opened_total', { ...m, destination_principal: 'spiffe://cluster.local/ns/default/sa/echo' }), 2);
 });
