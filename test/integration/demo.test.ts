@@ -1,6 +1,7 @@
 // `npm run demo` is documented in the README: run it as a user would and check what it reports.
 // The bundled example snapshot lives on 127.100.0.0/24 (and its VIP on 127.100.1.1), so this file
-// owns that block; no other test may start the embedded default.
+// owns that block; no other test may start the embedded default on node `local` (proxy-smoke runs
+// it as another node, so none of those workloads is local and nothing binds there).
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
