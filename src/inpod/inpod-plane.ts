@@ -28,6 +28,7 @@ import { Socks5Server, type SocketRelay } from '../proxy/socks5-server';
 import type { Workload } from '../state/model';
 import type { Snapshot } from '../state/snapshot';
 import { podName, type InpodPod, type PodState } from './pod';
+import { keepaliveOptions } from '../net/keepalive';
 import { podInboundSocket, podOutboundSocket, podTunnelSocket, type PodNetns, type PodSocketOptions } from './pod-sockets';
 import { serveInbound, serveOutbound, type LiveRelay, type PodContext, type PodTrafficDeps } from './pod-traffic';
 import { createServer } from 'node:net';
@@ -179,7 +180,7 @@ export class InpodPlane {
   }
 
   private socketOptions(rp: RunningPod): PodSocketOptions {
-    return { native: this.deps.native, netns: rp.netns, mark: this.deps.config.packetMark };
+    return { native: this.deps.native, netns: rp.netns, mark: this.deps.config.packetMark, keepalive: keepaliveOptions(this.deps.config.keepalive) };
   }
 
   private async bringUp(): Promise<void> {
