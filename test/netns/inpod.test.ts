@@ -5,7 +5,10 @@
  * in-pod iptables rules in every mesh pod. Apps are unmodified: a plain connect() to a pod IP.
  *
  * Node 1 runs 2 workers with the native splice relay; node 2 one worker with the JS copy path
- * (ZTUNNEL_NATIVE_RELAY=false), so every leg kind is crossed by both engines across the cases.
+ * (ZTUNNEL_NATIVE_RELAY=false). Every socket-to-socket leg runs on both engines: :15001
+ * passthrough from a node1 pod (splice) and from a node2 pod (JS), :15006 plaintext inbound
+ * landing on node1 (splice) and on node2 (JS). (HBONE legs have an HTTP/2 stream on one side:
+ * always the JS copy.)
  */
 import t from 'tap';
 import type { ChildProcess } from 'node:child_process';
@@ -181,6 +184,27 @@ t.test('in-pod mode on a two-node netns cluster', async (t) => {
     if (!isLanding(r)) return t.fail(`connect failed: ${JSON.stringify(r)}`);
     t.equal(r.landing.sha256, r.sentSha256);
     t.equal(r.landing.remote.address, pod('legacy').ip, 'the server sees the legacy pod IP');
+  });
+
+  await t.test('plaintext inbound (:15006) on the splice node: a non-mesh client reaches a node1 pod', async (t) => {
+    const r = await agent('legacy').connect({ host: pod('local').ip, port: APP_PORT, bytes: 300_000 });
+    if (!isLanding(r)) return t.fail(`connect failed: ${JSON.stringify(r)}`);
+    t.equal(r.landing.sha256, r.sentSha256);
+    t.equal(r.landing.listener, 'local');
+    t.equal(r.landing.remote.address, pod('legacy').ip, 'the local pod sees the legacy pod IP');
+  });
+
+  await t.test('passthrough (:15001) on the JS node: a node2 pod reaches a non-mesh pod', async (t) => {
+    const r = await agent('server').connect({ host: pod('legacy').ip, port: APP_PORT, bytes: 300_000 });
+    if (!isLanding(r)) return t.fail(`connect failed: ${JSON.stringify(r)}`);
+    t.equal(r.landing.sha256, r.sentSha256);
+    t.equal(r.landing.listener, 'legacy');
+    t.equal(r.landing.remote.address, pod('server').ip, 'legacy sees the server pod IP');
+  });
+
+  await t.test('the engines were the configured ones: no splice fell back to JS on node1', async (t) => {
+    t.notMatch(n1.log, /splice relay failed to start/, 'node1 started every eligible relay on splice');
+    t.match(n2.log, /ZTUNNEL_NATIVE_RELAY=false/, 'node2 relays in JS');
   });
 
   await t.test('a pod registered before its workload is in the snapshot is served once it appears', async (t) => {
