@@ -111,3 +111,21 @@ t.test('in-pod sockets (addon, inside a namespace) carry keepalive from creation
     }
   }
 });
+
+t.test('native.setKeepalive: sets all three on a connected socket, null turns it off, errors are Node-shaped', async (t) => {
+  const { port } = await server(t);
+  const s = (await tcpConnect()({ ip: net.ip(1), port }, conn)) as Socket;
+  const fd = fdOf(s) as number;
+  native.setKeepalive(fd, { idleSec: 7, intervalSec: 3, count: 2 });
+  t.same(info(s), { keepalive: 1, keepIdle: 7, keepIntvl: 3, keepCnt: 2 });
+  native.setKeepalive(fd, null);
+  t.equal(info(s).keepalive, 0);
+  t.throws(() => native.setKeepalive(fd, { idleSec: 0, intervalSec: 1, count: 1 }), { code: 'ERR_NATIVE_ARG', message: /keepalive\.idleSec must be an integer in 1\.\.32767, got 0/ });
+  t.throws(() => native.setKeepalive(fd, { idleSec: 1, intervalSec: 1, count: 128 }), { code: 'ERR_NATIVE_ARG', message: /keepalive\.count/ });
+  s.destroy();
+  const closed = native.dup(1);
+  native.close(closed);
+  t.throws(() => native.setKeepalive(closed, { idleSec: 1, intervalSec: 1, count: 1 }), { code: 'EBADF', syscall: 'setsockopt' });
+  // a socket already gone is left alone by the helper (no throw)
+  t.doesNotThrow(() => applyKeepalive(s, { idleSec: 1, intervalSec: 1, count: 1 }, native));
+});
