@@ -7,6 +7,8 @@
  *
  * This is the one place that turns config.keepalive into socket options:
  *  - sockets the addon creates (in-pod) take `keepaliveOptions()` in socketForConnect;
+ *  - in-pod :15001 and :15006 listeners get them with `keepaliveListener()`, as ztunnel sets them
+ *    on the connections those two listeners accept (Linux copies them to every accepted socket);
  *  - sockets Node creates (node mode) get `applyKeepalive()` once connected: the addon's
  *    setKeepalive when it is loaded, else Node's setKeepAlive, which can only set the idle time
  *    (libuv leaves the interval and count at the kernel's defaults).
@@ -55,4 +57,19 @@ export function withKeepalive<A extends unknown[]>(open: (...args: A) => Socket,
     sock.once('connect', () => applyKeepalive(sock, ka, native));
     return sock;
   };
+}
+
+/**
+ * Sets `ka` on a listening fd, so every connection it accepts starts with it; returns the fd.
+ * On a failure the fd is closed (the caller never saw it) and the error thrown.
+ */
+export function keepaliveListener(native: NativeApi, fd: number, ka: KeepaliveOptions | null): number {
+  if (ka === null) return fd;
+  try {
+    native.setKeepalive(fd, ka);
+  } catch (err) {
+    native.close(fd);
+    throw err;
+  }
+  return fd;
 }
