@@ -32,7 +32,8 @@ import { Socks5Server, type SocketRelay } from './proxy/socks5-server';
 import type { H2Settings } from './proxy/h2-settings';
 import { DEFAULT_H2_SETTINGS } from './proxy/h2-settings';
 import type { Snapshot } from './state/snapshot';
-import { loadNative, type NativeApi } from './native/addon';
+import { loadNative, tryLoadNative, type NativeApi } from './native/addon';
+import { applyKeepalive, keepaliveOptions, withKeepalive } from './net/keepalive';
 import { startJsRelay, startRelay, type RelayHandle, type RelayResult } from './native/relay';
 import type { Socket } from 'node:net';
 import { ConnectionLimit, refusalLogger } from './net/conn-limit';
@@ -107,10 +108,16 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
   const { config, store, certs, log } = deps;
   const h2 = h2SettingsFrom(config);
   const connections = new ConnectionManager({ log, network: config.network });
+  const native = loadRelayEngine(config, log);
+  // TCP keepalive (KEEPALIVE_*) on the sockets node mode connects; tuned through the addon even
+  // when the JS relay is forced, since Node's own setKeepAlive sets only the idle time
+  const keepalive = keepaliveOptions(config.keepalive);
+  const sockNative = native ?? tryLoadNative();
+  const openNodeSocket = withKeepalive(openLoopbackAware, keepalive, sockNative);
   // In-pod mode: the leg to a local pod's app starts inside that pod's namespace, from the client's address.
   let inpod: InpodPlane | null = null;
   const connect = tcpConnect(undefined, (t, c) => {
-    if (inpod === null) return openLoopbackAware(t, c);
+    if (inpod === null) return openNodeSocket(t, c);
     const pod = inpod.socketOptionsFor(t.ip);
     // never from the node's own namespace: a pod being removed or not up has no app to reach
     if (pod === null) throw new ProxyError('ERR_POD_NOT_SERVED', `no pod on this node is being served with IP ${t.ip}`);
@@ -139,9 +146,10 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     h2,
     maxStreamsPerConnection: config.pool.maxStreamsPerConnection,
     unusedReleaseMs: config.pool.unusedReleaseTimeoutMs,
+    // in-pod tunnels come from podTunnelSocket with keepalive set already; setting it again is harmless
+    onTcpConnect: (tcp) => applyKeepalive(tcp, keepalive, sockNative),
   });
 
-  const native = loadRelayEngine(config, log);
   const counts = { splice: 0, js: 0 };
   // live relays, so close() can stop them (a spliced connection's sockets belong to the addon, no
   // listener tracks them any more) and liveConnections() can count the spliced ones

@@ -86,6 +86,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("socketForConnect", &Addon::SocketForConnect),
                              InstanceMethod("originalDst", &Addon::OriginalDst),
                              InstanceMethod("socketInfo", &Addon::SocketInfo),
+                             InstanceMethod("setKeepalive", &Addon::SetKeepalive),
                              InstanceMethod("dup", &Addon::Dup),
                              InstanceMethod("close", &Addon::Close),
                              InstanceMethod("relayStart", &Addon::RelayStart),
@@ -234,6 +235,18 @@ class Addon : public Napi::Addon<Addon> {
     return o;
   }
 
+  // setKeepalive(fd, {idleSec, intervalSec, count} | null) -> 0 | -errno (null: keepalive off)
+  Napi::Value SetKeepalive(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!IsInt(info[0])) return Napi::Number::New(env, -EINVAL);
+    zt::Keepalive k;
+    if (info[1].IsObject()) {
+      Napi::Object o = info[1].As<Napi::Object>();
+      k = zt::Keepalive{true, IntOr(o, "idleSec", 0), IntOr(o, "intervalSec", 0), IntOr(o, "count", 0)};
+    }
+    return Napi::Number::New(env, zt::SetKeepalive(info[0].As<Napi::Number>().Int32Value(), k));
+  }
+
   Napi::Value Dup(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!IsInt(info[0])) return Napi::Number::New(env, -EINVAL);
@@ -246,7 +259,8 @@ class Addon : public Napi::Addon<Addon> {
     return Napi::Number::New(env, zt::Close(info[0].As<Napi::Number>().Int32Value()));
   }
 
-  // relayStart(fdA, fdB, onDone, pipeSize, prefixAB | null, prefixBA | null) -> id | -errno.
+  // relayStart(fdA, fdB, onDone, pipeSize, prefixAB | null, prefixBA | null)
+  //   -> id | -EINVAL (bad arguments) | [-errno, "syscall"] (the step of Start that failed).
   // On success the engine owns fdA and fdB; on failure the caller still does.
   Napi::Value RelayStart(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -264,11 +278,12 @@ class Addon : public Napi::Addon<Addon> {
       }
     }
     uint32_t id = 0;
+    const char* syscall = "relayStart";
     int rc = engine_.Start(info[0].As<Napi::Number>().Int32Value(),
                            info[1].As<Napi::Number>().Int32Value(),
                            static_cast<size_t>(info[3].As<Napi::Number>().Int64Value()), pre[0],
-                           preLen[0], pre[1], preLen[1], &id);
-    if (rc < 0) return Napi::Number::New(env, rc);
+                           preLen[0], pre[1], preLen[1], &id, &syscall);
+    if (rc < 0) return Fail(env, rc, syscall);
     if (callbacks_.empty()) tsfn_.Ref(env);
     callbacks_[id] = Napi::Persistent(info[2].As<Napi::Function>());
     return Napi::Number::New(env, id);

@@ -127,10 +127,12 @@ int PumpDirection(Relay* r, int d) {
 
 }  // namespace
 
-int RelayEngine::EnsureThread() {
+int RelayEngine::EnsureThread(const char** syscall) {
   if (threadStarted_) return 0;
+  *syscall = "epoll_create1";
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epfd_ < 0) return -errno;
+  *syscall = "eventfd";
   wakefd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wakefd_ < 0) {
     int err = -errno;
@@ -141,6 +143,7 @@ int RelayEngine::EnsureThread() {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;  // the wake-up fd is the only registration without an Endpoint
+  *syscall = "epoll_ctl";
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev) < 0) {
     int err = -errno;
     close(wakefd_);
@@ -153,6 +156,7 @@ int RelayEngine::EnsureThread() {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  *syscall = "pthread_create";
   // pthread rather than std::thread: the addon builds without C++ exceptions, and a failed
   // thread creation must come back as -errno, not abort the process.
   int rc = pthread_create(
@@ -171,7 +175,10 @@ int RelayEngine::EnsureThread() {
 }
 
 int RelayEngine::Start(int fdA, int fdB, size_t pipeSize, const uint8_t* prefixAB, size_t nAB,
-                       const uint8_t* prefixBA, size_t nBA, uint32_t* id) {
+                       const uint8_t* prefixBA, size_t nBA, uint32_t* id, const char** syscall) {
+  // Until a later step says otherwise, a failure is fcntl's (F_GETFL/F_SETFL on the two fds;
+  // a negative fd is what fcntl itself would refuse with EBADF).
+  *syscall = "fcntl";
   if (fdA < 0 || fdB < 0) return -EBADF;
   if (fdA == fdB) return -EINVAL;
   int err = SetNonBlocking(fdA);
@@ -185,6 +192,7 @@ int RelayEngine::Start(int fdA, int fdB, size_t pipeSize, const uint8_t* prefixA
   const size_t prefixLen[2] = {nAB, nBA};
   for (int d = 0; d < 2 && err == 0; d++) {
     int p[2];
+    *syscall = "pipe2";
     if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
       err = -errno;
       break;
@@ -194,6 +202,7 @@ int RelayEngine::Start(int fdA, int fdB, size_t pipeSize, const uint8_t* prefixA
     // Best effort: beyond fs.pipe-max-size or the per-user pipe budget the kernel refuses, and
     // the default capacity still works, only with more wake-ups.
     fcntl(p[1], F_SETPIPE_SZ, static_cast<int>(pipeSize));
+    *syscall = "fcntl";
     int cap = fcntl(p[1], F_GETPIPE_SZ);
     if (cap <= 0) {
       err = cap < 0 ? -errno : -EINVAL;
@@ -201,6 +210,7 @@ int RelayEngine::Start(int fdA, int fdB, size_t pipeSize, const uint8_t* prefixA
     }
     r->pipeCap[d] = static_cast<size_t>(cap);
     if (prefixLen[d] > 0) {
+      *syscall = "write";  // the prefix goes into the pipe; EMSGSIZE: it does not fit
       if (prefixLen[d] > r->pipeCap[d]) {
         err = -EMSGSIZE;
         break;
@@ -222,8 +232,11 @@ int RelayEngine::Start(int fdA, int fdB, size_t pipeSize, const uint8_t* prefixA
   }
 
   std::lock_guard<std::mutex> lock(mu_);
-  if (shutdown_) err = -ESHUTDOWN;
-  if (err == 0) err = EnsureThread();
+  if (shutdown_) {
+    *syscall = "relayStart";  // the engine is being torn down: no system call failed
+    err = -ESHUTDOWN;
+  }
+  if (err == 0) err = EnsureThread(syscall);
   if (err != 0) {
     r->ClosePipes();
     delete r;
@@ -234,6 +247,7 @@ int RelayEngine::Start(int fdA, int fdB, size_t pipeSize, const uint8_t* prefixA
   } while (r->id == 0 || relays_.count(r->id) != 0);
   relays_[r->id] = r;
   int added = 0;
+  *syscall = "epoll_ctl";
   for (; added < 2; added++) {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
@@ -305,8 +319,17 @@ void RelayEngine::Finish(Relay* r, RelayReason reason, int err, std::vector<Rela
   r->finished = true;
   // Explicit DEL: if someone else still holds a duplicate of these fds, close() alone would
   // leave the registration (and events pointing at r) alive.
+  // A relay that failed (peer reset, or a local error) must not hand the other peer a clean FIN
+  // that would pass for a complete transfer: SO_LINGER {1, 0} makes close() send an RST, as the
+  // JS engine's resetAndDestroy() does (src/proxy/copy.ts). On the side that was already reset
+  // it changes nothing.
+  const bool abort = reason == RelayReason::kReset || reason == RelayReason::kError;
   for (int side = 0; side < 2; side++) {
     epoll_ctl(epfd_, EPOLL_CTL_DEL, r->fd[side], nullptr);
+    if (abort) {
+      linger lg{1, 0};
+      setsockopt(r->fd[side], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
     close(r->fd[side]);
   }
   r->ClosePipes();

@@ -49,9 +49,10 @@ class RelayEngine {
   // Starts relaying between fdA and fdB. prefixAB / prefixBA are bytes already read from A (resp.
   // B) that must reach the other side first (at most one pipe's capacity each). pipeSize is the
   // requested capacity of each direction's pipe (the kernel may grant less).
-  // Returns 0 and sets *id, or -errno.
+  // Returns 0 and sets *id, or -errno and sets *syscall to the step that failed (fcntl, pipe2,
+  // write, epoll_create1, eventfd, epoll_ctl, pthread_create; a string literal).
   int Start(int fdA, int fdB, size_t pipeSize, const uint8_t* prefixAB, size_t nAB,
-            const uint8_t* prefixBA, size_t nBA, uint32_t* id);
+            const uint8_t* prefixBA, size_t nBA, uint32_t* id, const char** syscall);
   // Asks the relay thread to finish relay `id` with kStopped. 0 or -ENOENT (unknown or finished).
   int Stop(uint32_t id);
   // Counters: bytes written to B (from A) and to A (from B), live while the relay runs and final
@@ -64,7 +65,7 @@ class RelayEngine {
   size_t LiveCount();
 
  private:
-  int EnsureThread();  // under mu_
+  int EnsureThread(const char** syscall);  // under mu_; *syscall names a failed step
   void Wake();         // under mu_ (wakefd_ is valid once the thread exists)
   void Run();
   void Pump(Relay* r, std::vector<Relay*>* again, std::vector<Relay*>* graveyard);

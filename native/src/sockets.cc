@@ -134,11 +134,7 @@ SysResult SocketForConnect(const ConnectSocketOptions& opts) {
   if (const char* failed = ApplyOptions(fd, opts.family, opts.sock)) {
     return FailAndClose(fd, failed);
   }
-  const Keepalive& k = opts.keepalive;
-  if (k.enabled && (SetInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1) < 0 ||
-                    SetInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, k.idleSec) < 0 ||
-                    SetInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, k.intervalSec) < 0 ||
-                    SetInt(fd, IPPROTO_TCP, TCP_KEEPCNT, k.count) < 0)) {
+  if (opts.keepalive.enabled && SetKeepalive(fd, opts.keepalive) < 0) {
     return FailAndClose(fd, "setsockopt");
   }
   if (opts.hasBind) {
@@ -154,6 +150,17 @@ SysResult SocketForConnect(const ConnectSocketOptions& opts) {
     }
   }
   return SysResult{fd, nullptr};
+}
+
+int SetKeepalive(int fd, const Keepalive& k) {
+  if (!k.enabled) return SetInt(fd, SOL_SOCKET, SO_KEEPALIVE, 0) < 0 ? -errno : 0;
+  if (SetInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1) < 0 ||
+      SetInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, k.idleSec) < 0 ||
+      SetInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, k.intervalSec) < 0 ||
+      SetInt(fd, IPPROTO_TCP, TCP_KEEPCNT, k.count) < 0) {
+    return -errno;
+  }
+  return 0;
 }
 
 SysResult OriginalDst(int fd, std::string* host, int* port) {

@@ -68,6 +68,11 @@ struct ConnectSocketOptions {
 // when asked). On success value is the fd.
 SysResult SocketForConnect(const ConnectSocketOptions& opts);
 
+// SO_KEEPALIVE on with TCP_KEEPIDLE / TCP_KEEPINTVL / TCP_KEEPCNT, or SO_KEEPALIVE off when
+// !k.enabled (a connected socket too: Node's own setKeepAlive cannot set the interval or count).
+// 0 or -errno (every step is a setsockopt).
+int SetKeepalive(int fd, const Keepalive& k);
+
 // SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST of an accepted (redirected) socket.
 SysResult OriginalDst(int fd, std::string* host, int* port);
 

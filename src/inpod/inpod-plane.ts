@@ -28,6 +28,7 @@ import { Socks5Server, type SocketRelay } from '../proxy/socks5-server';
 import type { Workload } from '../state/model';
 import type { Snapshot } from '../state/snapshot';
 import { podName, type InpodPod, type PodState } from './pod';
+import { keepaliveListener, keepaliveOptions } from '../net/keepalive';
 import { podInboundSocket, podOutboundSocket, podTunnelSocket, type PodNetns, type PodSocketOptions } from './pod-sockets';
 import { serveInbound, serveOutbound, type LiveRelay, type PodContext, type PodTrafficDeps } from './pod-traffic';
 import { createServer } from 'node:net';
@@ -179,7 +180,7 @@ export class InpodPlane {
   }
 
   private socketOptions(rp: RunningPod): PodSocketOptions {
-    return { native: this.deps.native, netns: rp.netns, mark: this.deps.config.packetMark };
+    return { native: this.deps.native, netns: rp.netns, mark: this.deps.config.packetMark, keepalive: keepaliveOptions(this.deps.config.keepalive) };
   }
 
   private async bringUp(): Promise<void> {
@@ -252,10 +253,10 @@ export class InpodPlane {
       const limits = { limit: this.deps.connectionLimit, onRefused: this.deps.onLimitRefused };
       const out: Listener = new Listener(`inpod outbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveOutbound(this.traffic, ctx, s, out)), limits);
       rp.listeners.push(out);
-      await adopt(listenFd(OUTBOUND_PORT, false), (fd) => out.listen(ANY[family], OUTBOUND_PORT, { fd }));
+      await adopt(keepaliveListener(native, listenFd(OUTBOUND_PORT, false), sockets.keepalive ?? null), (fd) => out.listen(ANY[family], OUTBOUND_PORT, { fd }));
       const inb: Listener = new Listener(`inpod inbound ${name}`, createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }, (s) => void serveInbound(this.traffic, ctx, s, INBOUND_PLAINTEXT_PORT, inb)), limits);
       rp.listeners.push(inb);
-      await adopt(listenFd(INBOUND_PLAINTEXT_PORT, true), (fd) => inb.listen(ANY[family], INBOUND_PLAINTEXT_PORT, { fd }));
+      await adopt(keepaliveListener(native, listenFd(INBOUND_PLAINTEXT_PORT, true), sockets.keepalive ?? null), (fd) => inb.listen(ANY[family], INBOUND_PLAINTEXT_PORT, { fd }));
       const id = identityOf(w);
       await adopt(listenFd(INBOUND_HBONE_PORT, true), (fd) => this.deps.hbone.open({ ip, port: INBOUND_HBONE_PORT, fd, cert: () => this.deps.certs.get(id) ?? this.deps.certs.fetch(id) }));
       rp.hboneIp = ip;

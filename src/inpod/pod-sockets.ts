@@ -12,7 +12,7 @@
  */
 import { isIP, type Socket } from 'node:net';
 import { ProxyError } from '../errors';
-import type { NativeApi } from '../native/addon';
+import type { KeepaliveOptions, NativeApi } from '../native/addon';
 import { connectSocket } from '../native/connect';
 
 /**
@@ -30,6 +30,8 @@ export interface PodSocketOptions {
   readonly native: NativeApi;
   readonly netns: PodNetns;
   readonly mark: number;
+  /** TCP keepalive for every socket (src/net/keepalive.ts: keepaliveOptions(config.keepalive)); null = leave it off */
+  readonly keepalive?: KeepaliveOptions | null;
 }
 
 function open(o: PodSocketOptions, host: string, port: number, bind: string | undefined, halfOpen = true): Socket {
@@ -40,6 +42,7 @@ function open(o: PodSocketOptions, host: string, port: number, bind: string | un
     family,
     mark: o.mark,
     netnsFd: o.netns.fd,
+    ...(o.keepalive ? { keepalive: o.keepalive } : {}),
     ...(spoof ? { bindAddress: bind, transparent: true, freebind: true } : {}),
   });
   // relayed legs, as net.connect({allowHalfOpen: true}): a half-close is forwarded, not turned into a close

@@ -12,7 +12,7 @@ import { isIP } from 'node:net';
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
 import { ProxyError } from '../errors';
-import { checkNative, errnoError, type NativeFailure } from './errno';
+import { checkNative, type NativeFailure } from './errno';
 
 /** dist/src/native/addon.js -> native/build/Release (the compiled layout; tests run from dist too) */
 export const DEFAULT_ADDON_PATH = resolve(__dirname, '../../../native/build/Release/ztunnel_native.node');
@@ -122,6 +122,11 @@ export interface NativeApi {
   /** An unconnected TCP socket with the options set; connect it with connectSocket(). */
   socketForConnect(opts: ConnectSocketOptions): number;
   socketInfo(fd: number): SocketInfo;
+  /**
+   * SO_KEEPALIVE with TCP_KEEPIDLE / TCP_KEEPINTVL / TCP_KEEPCNT on an existing (e.g. connected)
+   * socket, or SO_KEEPALIVE off for null. Node's setKeepAlive() sets only the idle time.
+   */
+  setKeepalive(fd: number, keepalive: KeepaliveOptions | null): void;
   /** A close-on-exec duplicate the caller owns. */
   dup(fd: number): number;
   close(fd: number): void;
@@ -174,9 +179,10 @@ interface RawBinding {
   originalDst(fd: number): SocketAddress | NativeFailure;
   socketForConnect(o: ConnectSocketOptions): number | NativeFailure;
   socketInfo(fd: number): SocketInfo | NativeFailure;
+  setKeepalive(fd: number, k: KeepaliveOptions | null): number;
   dup(fd: number): number;
   close(fd: number): number;
-  relayStart(a: number, b: number, cb: (r: NativeRelayResult) => void, pipeSize: number, pAB: Buffer | null, pBA: Buffer | null): number;
+  relayStart(a: number, b: number, cb: (r: NativeRelayResult) => void, pipeSize: number, pAB: Buffer | null, pBA: Buffer | null): number | NativeFailure;
   relayStats(id: number): [number, number] | number;
   relayStop(id: number): number;
   relayCount(): number;
@@ -256,14 +262,15 @@ function validateConnect(o: ConnectSocketOptions): void {
     if (o.bindAddress === undefined) throw invalid('socketForConnect', 'bindPort needs bindAddress', o.bindPort);
     intIn('socketForConnect', 'bindPort', o.bindPort, 0, 65535);
   }
-  if (o.keepalive !== undefined) {
-    const k = o.keepalive;
-    if (k === null || typeof k !== 'object') throw invalid('socketForConnect', 'keepalive must be an object', k);
-    // Linux limits: MAX_TCP_KEEPIDLE / MAX_TCP_KEEPINTVL 32767 s, MAX_TCP_KEEPCNT 127.
-    intIn('socketForConnect', 'keepalive.idleSec', k.idleSec, 1, 32767);
-    intIn('socketForConnect', 'keepalive.intervalSec', k.intervalSec, 1, 32767);
-    intIn('socketForConnect', 'keepalive.count', k.count, 1, 127);
-  }
+  if (o.keepalive !== undefined) validateKeepalive('socketForConnect', o.keepalive);
+}
+
+function validateKeepalive(fn: string, k: KeepaliveOptions): void {
+  if (k === null || typeof k !== 'object') throw invalid(fn, 'keepalive must be an object', k);
+  // Linux limits: MAX_TCP_KEEPIDLE / MAX_TCP_KEEPINTVL 32767 s, MAX_TCP_KEEPCNT 127.
+  intIn(fn, 'keepalive.idleSec', k.idleSec, 1, 32767);
+  intIn(fn, 'keepalive.intervalSec', k.intervalSec, 1, 32767);
+  intIn(fn, 'keepalive.count', k.count, 1, 127);
 }
 
 function wrap(raw: RawBinding): NativeApi {
@@ -283,6 +290,11 @@ function wrap(raw: RawBinding): NativeApi {
     socketInfo(fd: number) {
       return checkNative(raw.socketInfo(fdArg('socketInfo', fd)), 'getsockopt');
     },
+    setKeepalive(fd: number, keepalive: KeepaliveOptions | null) {
+      fdArg('setKeepalive', fd);
+      if (keepalive !== null) validateKeepalive('setKeepalive', keepalive);
+      checkNative<number>(raw.setKeepalive(fd, keepalive), 'setsockopt');
+    },
     dup(fd: number) {
       return checkNative<number>(raw.dup(fdArg('dup', fd)), 'fcntl');
     },
@@ -298,9 +310,8 @@ function wrap(raw: RawBinding): NativeApi {
       for (const [name, b] of [['prefixAB', opts.prefixAB], ['prefixBA', opts.prefixBA]] as const) {
         if (b !== undefined && b !== null && !Buffer.isBuffer(b)) throw invalid('relayStart', `${name} must be a Buffer`, typeof b);
       }
-      const id = raw.relayStart(fdA, fdB, onDone, pipeSize, opts.prefixAB ?? null, opts.prefixBA ?? null);
-      if (id < 0) throw errnoError(id, 'relayStart');
-      return id;
+      // a failure names the step of the start that failed (fcntl, pipe2, epoll_ctl, ...)
+      return checkNative<number>(raw.relayStart(fdA, fdB, onDone, pipeSize, opts.prefixAB ?? null, opts.prefixBA ?? null), 'relayStart');
     },
     relayStats(id: number) {
       const r = raw.relayStats(intIn('relayStats', 'id', id, 1, 2 ** 32 - 1));
@@ -348,6 +359,15 @@ function wrap(raw: RawBinding): NativeApi {
       return raw.watchCount();
     },
   });
+}
+
+/** The addon, or null when it cannot be loaded (for optional uses such as keepalive tuning). */
+export function tryLoadNative(addonPath: string = DEFAULT_ADDON_PATH): NativeApi | null {
+  try {
+    return loadNative(addonPath);
+  } catch {
+    return null;
+  }
 }
 
 /**

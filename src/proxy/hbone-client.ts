@@ -72,6 +72,8 @@ export interface HboneClientOptions {
   /** Period of the pool's coarse timer; 0 disables it (tests drive tick()). Default 1000. */
   readonly tickMs?: number;
   readonly now?: () => number;
+  /** Called with the TCP socket under each new HBONE connection once connected (keepalive). */
+  readonly onTcpConnect?: (tcp: net.Socket) => void;
 }
 
 export class HboneStatusError extends ProxyError {
@@ -109,6 +111,7 @@ export class HboneClient {
       connectTimeoutMs: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       tickMs: opts.tickMs,
       now: opts.now,
+      onTcpConnect: opts.onTcpConnect,
     });
   }
 

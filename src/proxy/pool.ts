@@ -40,6 +40,8 @@ export interface PoolOptions {
   /** Period of the pool's one timer; 0 = no timer (tests call tick()). Default 1000. */
   readonly tickMs?: number;
   readonly now?: () => number;
+  /** Called with the TCP socket under a new connection once it connected (keepalive options). */
+  readonly onTcpConnect?: (tcp: net.Socket) => void;
 }
 
 /** Where and how to dial a new connection for a key. */
@@ -276,6 +278,7 @@ export class HbonePool {
       conn.tcpConnected = true;
       // on the connected TCP handle: tls.connect has no noDelay option
       (tcp ?? socket).setNoDelay(true);
+      this.opts.onTcpConnect?.(tcp ?? socket);
     });
     tcp?.on('error', (err) => (conn.failure ??= conn.classify(err)));
     // Classify socket errors here, where we still know the phase; the session sees them too.

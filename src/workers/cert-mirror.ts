@@ -2,6 +2,11 @@
  * A worker's certificate source: the main thread's CertManager issues and rotates; workers
  * receive each certificate as plain data and serve it. Same get/fetch surface as CertManager.
  *
+ * Order: every certificate comes with the supervisor's sequence number (one counter, so it grows
+ * for each identity); a certificate whose number is not above the last one taken for its identity
+ * is ignored. Sequence, not notAfter: a re-issue (a new CA, a shorter TTL) may expire no later
+ * than the certificate it replaces and must still win, and a resent old one must never roll back.
+ *
  * Invariants: get() never returns a certificate outside its validity window; fetch() waits for
  * the first certificate of an identity at most `waitMs`, then rejects ERR_CERT_UNAVAILABLE
  * (one shared wait list per identity, no timer per caller beyond that deadline).
@@ -17,6 +22,8 @@ interface Waiter {
 
 export class CertMirror {
   private readonly certs = new Map<string, WorkloadCert>();
+  /** Highest sequence taken per identity; kept after forget() so a late stale message stays ignored. */
+  private readonly seqs = new Map<string, number>();
   private readonly waiting = new Map<string, Waiter[]>();
 
   constructor(private readonly opts: { waitMs: number; now?: () => number }) {}
@@ -25,16 +32,21 @@ export class CertMirror {
     return (this.opts.now ?? Date.now)();
   }
 
-  /** A newer certificate for its identity (rotation) replaces the older one. */
-  put(cert: WorkloadCert): void {
+  /**
+   * Takes `cert` when `seq` is newer than the last one for its identity (rotation, re-issue);
+   * returns false for a message that is not newer (ignored).
+   */
+  put(cert: WorkloadCert, seq: number): boolean {
     const key = formatSpiffe(cert.identity);
-    const old = this.certs.get(key);
-    if (old !== undefined && old.notAfter.getTime() > cert.notAfter.getTime()) return;
+    const last = this.seqs.get(key);
+    if (last !== undefined && seq <= last) return false;
+    this.seqs.set(key, seq);
     this.certs.set(key, cert);
-    if (!isUsableAt(cert, this.now())) return;
+    if (!isUsableAt(cert, this.now())) return true;
     const waiters = this.waiting.get(key);
     this.waiting.delete(key);
     for (const w of waiters ?? []) w.resolve(cert);
+    return true;
   }
 
   forget(id: Identity): void {

@@ -31,6 +31,8 @@ export type MainToWorker =
       readonly config: Config;
       readonly snapshot: SnapshotMessage;
       readonly certs: readonly WorkloadCert[];
+      /** The cert sequence the init certs carry: the last one sent ('cert' messages go above it). */
+      readonly certSeq: number;
       /** The process-wide ZTUNNEL_MAX_CONNECTIONS counter (shared memory); null = no limit. */
       readonly limit: ConnectionLimitState | null;
       /** In-pod mode: the pods to serve, as of the last 'pods' message (podSeq; 0 = none yet). */
@@ -40,7 +42,8 @@ export type MainToWorker =
   /** In-pod mode: serve exactly these pods; answered by 'pods-applied' with the same seq. */
   | { readonly type: 'pods'; readonly seq: number; readonly pods: readonly InpodPod[] }
   | SnapshotMessage
-  | { readonly type: 'cert'; readonly cert: WorkloadCert }
+  /** seq: one counter for all identities, so newer per identity; CertMirror ignores any not newer */
+  | { readonly type: 'cert'; readonly cert: WorkloadCert; readonly seq: number }
   | { readonly type: 'forget-cert'; readonly identity: Identity }
   | { readonly type: 'log-levels'; readonly level: LogLevelName | null; readonly targets: Readonly<Record<string, LogLevelName>> }
   | { readonly type: 'request'; readonly requestId: number; readonly what: WorkerRequest };

@@ -104,6 +104,8 @@ export class WorkerPool {
   private fatal: ((err: Error) => void) | null = null;
   private pods: readonly InpodPod[] = [];
   private podSeq = 0;
+  /** Last sequence number given to a 'cert' message (CertMirror orders certificates by it). */
+  private certSeq = 0;
   /** ZTUNNEL_MAX_CONNECTIONS, shared by every worker (src/net/conn-limit.ts); null = no limit. */
   private readonly limit: ConnectionLimitState | null;
   /** Cumulative series of every dead worker, merged into each scrape (counters never go back). */
@@ -141,7 +143,7 @@ export class WorkerPool {
   private async boot(): Promise<void> {
     const failed = new Promise<never>((_, reject) => (this.fatal = reject));
     this.offs.push(this.deps.store.subscribe((next) => this.onSnapshot(next)));
-    this.offs.push(this.deps.certs.subscribe((cert) => this.broadcast({ type: 'cert', cert })));
+    this.offs.push(this.deps.certs.subscribe((cert) => this.broadcast({ type: 'cert', cert, seq: ++this.certSeq })));
     const n = Math.max(1, this.deps.config.numWorkerThreads);
     for (let i = 0; i < n; i++) {
       const slot: Slot = { index: i, worker: null, ready: false, version: 0, addresses: [], startedAt: 0, failures: 0, lastError: null, pending: new Map(), podSeq: 0, podStates: {}, gapDone: null, restartTimer: null, lastMetrics: null };
@@ -321,7 +323,7 @@ export class WorkerPool {
     slot.lastMetrics = null;
     // a replacement runs at the levels in force now, not the start-up ones
     const config: Config = { ...this.config, log: { ...this.config.log, level: this.logLevels.level, targets: this.logLevels.targets } };
-    const init: MainToWorker = { type: 'init', workerId: slot.index, config, snapshot: snapshotMessage(snap.version, encodeDoc(snap.doc)), certs, limit: this.limit, pods: this.pods, podSeq: this.podSeq };
+    const init: MainToWorker = { type: 'init', workerId: slot.index, config, snapshot: snapshotMessage(snap.version, encodeDoc(snap.doc)), certs, certSeq: this.certSeq, limit: this.limit, pods: this.pods, podSeq: this.podSeq };
     worker.on('message', (msg: WorkerToMain) => this.onMessage(slot, msg));
     worker.on('error', (err) => (slot.lastError = err));
     worker.on('exit', (code) => this.onExit(slot, worker, code));

@@ -57,7 +57,7 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
     mirror = new SnapshotMirror(config.nodeName);
     certs = new CertMirror({ waitMs: CERT_WAIT_MS });
     mirror.apply(msg.snapshot);
-    for (const c of msg.certs) certs.put(c);
+    for (const c of msg.certs) certs.put(c, msg.certSeq);
     const limit = msg.limit === null ? null : new ConnectionLimit(msg.limit, msg.workerId);
     started = start(msg.workerId, config, logging, mirror, certs, limit);
     // queued before any later 'pods' message can be: the newest set always wins
@@ -141,7 +141,7 @@ export function runWorker(port: MessagePort, exit: (code: number) => void): void
       case 'pods':
         return applyPods(msg.seq, msg.pods);
       case 'cert':
-        return certs?.put(msg.cert);
+        return void certs?.put(msg.cert, msg.seq);
       case 'forget-cert':
         return certs?.forget(msg.identity);
       case 'log-levels':

@@ -87,7 +87,7 @@ t.test('every call turns a bad or closed fd into a Node-style error', async (t) 
     isErrno(t, thrown(() => native.socketInfo(fd)), ['EBADF'], 'getsockname');
     isErrno(t, thrown(() => native.dup(fd)), ['EBADF'], 'fcntl');
     isErrno(t, thrown(() => native.close(fd)), ['EBADF'], 'close');
-    isErrno(t, thrown(() => native.relayStart(fd, fd === -1 ? -2 : -1, () => undefined)), ['EBADF'], 'relayStart');
+    isErrno(t, thrown(() => native.relayStart(fd, fd === -1 ? -2 : -1, () => undefined)), ['EBADF'], 'fcntl');
   }
   t.equal(native.relayStats(12345), null, 'unknown relay id: no stats');
   t.equal(native.relayStop(12345), false, 'unknown relay id: nothing to stop');

@@ -1,7 +1,8 @@
 // In-pod mode sockets: listen() and socketForConnect() with netnsFd create their sockets inside a
 // real, throwaway network namespace (ip netns add), while the test's own thread stays where it
 // was. Needs root (CAP_SYS_ADMIN for setns, CAP_NET_ADMIN for SO_MARK/IP_TRANSPARENT) and `ip`;
-// CI runs as root. Without them every namespace case is skipped with a loud message.
+// CI runs as root. Without them every namespace case is skipped with a loud message. The
+// originalDst case also needs iptables/ip6tables (nat table), which .ci/run installs.
 import t from 'tap';
 import { execFile, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -144,4 +145,47 @@ t.test('the netns helper thread exits: no zt-netns thread survives the calls', {
   for (let i = 0; i < 20; i++) native.close(native.socketForConnect({ family: 4, netnsFd: ns.fd }));
   const names = execFileSync('sh', ['-c', `cat /proc/${process.pid}/task/*/comm`]).toString().split('\n');
   t.notOk(names.includes('zt-netns'), 'helper threads were joined');
+});
+
+/** Runs iptables/ip6tables inside the namespace (the rules die with it). */
+function nsRun(ns: string, ...cmd: string[]): void {
+  execFileSync('ip', ['netns', 'exec', ns, ...cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+t.test('originalDst: the pre-NAT destination after ip6tables / iptables REDIRECT to a [::] listener', { skip: SKIP }, async (t) => {
+  const ns = makeNetns(t);
+  // addresses no one listens on, local to the namespace so the connects stay on its lo
+  const V6 = 'fd00:13::2';
+  const V4 = '10.13.0.2';
+  execFileSync('ip', ['-n', ns.name, 'addr', 'add', `${V6}/128`, 'dev', 'lo', 'nodad']);
+  execFileSync('ip', ['-n', ns.name, 'addr', 'add', `${V4}/32`, 'dev', 'lo']);
+  // one dual-stack listener, as the in-pod :15001 listens on [::] (IPv4 clients arrive mapped)
+  const l = native.listen({ host: '::', port: 0, backlog: 16, reusePort: true, netnsFd: ns.fd });
+  let onAccept!: (s: Socket) => void;
+  const srv = await adoptListener(l.fd, (s) => onAccept(s));
+  t.teardown(() => closeServer(srv));
+  const accepted = (): Promise<Socket> => new Promise((r) => (onAccept = r));
+  nsRun(ns.name, 'ip6tables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', V6, '--dport', '8080', '-j', 'REDIRECT', '--to-ports', String(l.port));
+  nsRun(ns.name, 'iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', V4, '--dport', '9090', '-j', 'REDIRECT', '--to-ports', String(l.port));
+
+  for (const [family, host, port] of [[6, V6, 8080], [4, V4, 9090]] as const) {
+    const got = accepted();
+    const c = connectSocket(native, { host, port }, { family, netnsFd: ns.fd });
+    c.on('error', () => undefined);
+    const s = await got;
+    const fd = (s as unknown as { _handle: { fd: number } })._handle.fd;
+    let dst: unknown;
+    try {
+      dst = native.originalDst(fd);
+    } catch (err) {
+      dst = (err as Error).message; // asserted below, after both sockets are closed
+    }
+    const local = { address: s.localAddress, port: s.localPort };
+    c.destroy();
+    s.destroy();
+    // the accepted socket's own address is the REDIRECT target, not what the client dialled
+    t.equal(local.port, l.port, `IPv${family}: redirected to the listener's port`);
+    t.same(dst, { address: host, port }, `IPv${family}: originalDst is the pre-NAT ${family === 6 ? `[${host}]` : host}:${port}`);
+    if (family === 4) t.match(local.address, /^::ffff:/, 'the IPv4 client arrived IPv4-mapped on the [::] listener');
+  }
 });

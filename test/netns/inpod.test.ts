@@ -5,7 +5,10 @@
  * in-pod iptables rules in every mesh pod. Apps are unmodified: a plain connect() to a pod IP.
  *
  * Node 1 runs 2 workers with the native splice relay; node 2 one worker with the JS copy path
- * (ZTUNNEL_NATIVE_RELAY=false), so every leg kind is crossed by both engines across the cases.
+ * (ZTUNNEL_NATIVE_RELAY=false). Every socket-to-socket leg runs on both engines: :15001
+ * passthrough from a node1 pod (splice) and from a node2 pod (JS), :15006 plaintext inbound
+ * landing on node1 (splice) and on node2 (JS). (HBONE legs have an HTTP/2 stream on one side:
+ * always the JS copy.)
  */
 import t from 'tap';
 import type { ChildProcess } from 'node:child_process';
@@ -112,7 +115,7 @@ t.test('in-pod mode on a two-node netns cluster', async (t) => {
       p.cni.close();
     }
   });
-  const n1 = startProxy('node1', { ZTUNNEL_WORKER_THREADS: '2', UNSTABLE_ENABLE_SOCKS5: 'true' });
+  const n1 = startProxy('node1', { ZTUNNEL_WORKER_THREADS: '2', UNSTABLE_ENABLE_SOCKS5: 'true', KEEPALIVE_TIME: '30s' });
   const n2 = startProxy('node2', { ZTUNNEL_WORKER_THREADS: '1', ZTUNNEL_NATIVE_RELAY: 'false' });
   t.teardown(() => {
     if (t.passing()) return;
@@ -181,6 +184,57 @@ t.test('in-pod mode on a two-node netns cluster', async (t) => {
     if (!isLanding(r)) return t.fail(`connect failed: ${JSON.stringify(r)}`);
     t.equal(r.landing.sha256, r.sentSha256);
     t.equal(r.landing.remote.address, pod('legacy').ip, 'the server sees the legacy pod IP');
+  });
+
+  await t.test('plaintext inbound (:15006) on the splice node: a non-mesh client reaches a node1 pod', async (t) => {
+    const r = await agent('legacy').connect({ host: pod('local').ip, port: APP_PORT, bytes: 300_000 });
+    if (!isLanding(r)) return t.fail(`connect failed: ${JSON.stringify(r)}`);
+    t.equal(r.landing.sha256, r.sentSha256);
+    t.equal(r.landing.listener, 'local');
+    t.equal(r.landing.remote.address, pod('legacy').ip, 'the local pod sees the legacy pod IP');
+  });
+
+  await t.test('passthrough (:15001) on the JS node: a node2 pod reaches a non-mesh pod', async (t) => {
+    const r = await agent('server').connect({ host: pod('legacy').ip, port: APP_PORT, bytes: 300_000 });
+    if (!isLanding(r)) return t.fail(`connect failed: ${JSON.stringify(r)}`);
+    t.equal(r.landing.sha256, r.sentSha256);
+    t.equal(r.landing.listener, 'legacy');
+    t.equal(r.landing.remote.address, pod('server').ip, 'legacy sees the server pod IP');
+  });
+
+  await t.test('the engines were the configured ones: no splice fell back to JS on node1', async (t) => {
+    t.notMatch(n1.log, /splice relay failed to start/, 'node1 started every eligible relay on splice');
+    t.match(n2.log, /ZTUNNEL_NATIVE_RELAY=false/, 'node2 relays in JS');
+  });
+
+  await t.test('KEEPALIVE_TIME=30s (node1) on the in-pod sockets: accepted on :15001 and :15006, and the pod\'s own outgoing ones', async (t) => {
+    // connections that stay open: the inspect app answers only after the client's EOF
+    const hold = (from: string, to: string): Promise<() => void> => {
+      const p = cluster.spawnIn(pod(from), [process.execPath, '-e', `const s=require('net').connect(${APP_PORT},'${to}');s.on('connect',()=>{s.write('x');console.log('open')});s.on('error',e=>console.log('error '+e.code));`]);
+      let out = '';
+      p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+      return eventually(() => out.includes('open'), `${from} -> ${to} open`).then(() => () => p.kill('SIGKILL'));
+    };
+    const stops = [await hold('client', pod('local').ip), await hold('legacy', pod('local').ip)];
+    t.teardown(() => stops.forEach((s) => s()));
+    // only node1's proxy's sockets (-p: the owning process), not the apps' own
+    const timers = async (p: string, filter: string[]): Promise<string[]> =>
+      (await cluster.exec(pod(p), ['ss', '-tnopH', 'state', 'established', ...filter])).stdout.split('\n').filter((l) => l.includes(`pid=${n1.proc.pid},`));
+    const within30 = (line: string): boolean => {
+      const m = /timer:\(keepalive,(?:(\d+)sec|(\d+)ms)/.exec(line);
+      return m !== null && (m[1] === undefined || Number(m[1]) <= 30);
+    };
+    for (const [where, what, filter] of [
+      ['client', ':15001 accepted the redirected app connection', ['sport', '=', ':15001']],
+      ['client', 'the HBONE tunnel socket made in the pod', ['dport', '=', ':15008']],
+      // TPROXY: the accepted socket keeps the original destination (the app's port) as its address
+      ['local', ':15006 accepted the plaintext client', ['sport', '=', `:${APP_PORT}`]],
+      ['local', 'the leg to the app (from the client\'s address)', ['dport', '=', `:${APP_PORT}`]],
+    ] as const) {
+      const lines = await timers(where, [...filter]);
+      t.ok(lines.length > 0, `${where}: ${what}: found`);
+      t.ok(lines.every(within30), `${where}: ${what}: keepalive timer within 30 s: ${lines.join(' | ')}`);
+    }
   });
 
   await t.test('a pod registered before its workload is in the snapshot is served once it appears', async (t) => {

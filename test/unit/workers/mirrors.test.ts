@@ -50,24 +50,35 @@ function cert(notBefore: number, notAfter: number, serial: string): WorkloadCert
   return { identity: ID, certPem: 'c', keyPem: 'k', chainPem: [], rootsPem: [], serial, notBefore: new Date(notBefore), notAfter: new Date(notAfter) };
 }
 
-t.test('cert mirror serves only valid certs, newest wins, waiters are released', async (t) => {
+t.test('cert mirror serves only valid certs, the newest by sequence wins, waiters are released', async (t) => {
   let now = 1_000_000;
   const m = new CertMirror({ waitMs: 60_000, now: () => now });
   t.equal(m.get(ID), null);
   const waiting = m.fetch(ID);
-  m.put(cert(now - 10, now + 1000, 'a'));
+  t.equal(m.put(cert(now - 10, now + 1000, 'a'), 1), true);
   t.equal((await waiting).serial, 'a', 'a fetch waiting for the first cert gets it');
-  m.put(cert(now - 10, now + 5000, 'b'));
-  t.equal(m.get(ID)?.serial, 'b', 'rotation: the later-expiring cert replaces the old one');
-  m.put(cert(now - 10, now + 2000, 'stale'));
-  t.equal(m.get(ID)?.serial, 'b', 'a resent older cert does not roll back');
+  m.put(cert(now - 10, now + 5000, 'b'), 2);
+  t.equal(m.get(ID)?.serial, 'b', 'rotation: the next cert replaces the old one');
+  t.equal(m.put(cert(now - 10, now + 9000, 'stale'), 1), false, 'an older sequence is ignored');
+  t.equal(m.get(ID)?.serial, 'b', 'a resent older cert does not roll back, even expiring later');
+  t.equal(m.put(cert(now - 10, now + 5000, 'dup'), 2), false, 'the same sequence again is ignored');
+  t.equal(m.get(ID)?.serial, 'b');
+  m.put(cert(now - 10, now + 5000, 're-issued'), 3);
+  t.equal(m.get(ID)?.serial, 're-issued', 'a re-issue with the same notAfter wins by sequence, not by arrival');
+  m.put(cert(now - 10, now + 3000, 'shorter'), 5);
+  t.equal(m.get(ID)?.serial, 'shorter', 'a newer cert that expires sooner (new CA, shorter TTL) still wins');
+  const other = { ...ID, serviceAccount: 'x' };
+  t.equal(m.put({ ...cert(now - 10, now + 5000, 'x1'), identity: other }, 4), true, 'sequences are compared per identity');
   now += 6000;
   t.equal(m.get(ID), null, 'an expired cert is never served');
-  m.put(cert(now + 500, now + 9000, 'future'));
+  m.put(cert(now + 500, now + 9000, 'future'), 6);
   t.equal(m.get(ID), null, 'a not-yet-valid cert is never served');
   const gone = m.fetch({ ...ID, serviceAccount: 'other' });
   m.forget({ ...ID, serviceAccount: 'other' });
   await t.rejects(gone, { code: 'ERR_CERT_UNAVAILABLE' }, 'forget releases waiters with an error');
+  m.forget(other);
+  t.equal(m.put({ ...cert(now - 10, now + 5000, 'late'), identity: other }, 4), false, 'after forget, a late stale message stays ignored');
+  t.equal(m.get(other), null);
 });
 
 t.test('cert mirror fetch gives up after waitMs', async (t) => {
