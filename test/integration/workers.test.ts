@@ -27,6 +27,7 @@ import { loopbackBlock } from '../helpers/loopback';
 import { parseProm, select, sumOf } from '../helpers/prom-text';
 import { eventually } from '../helpers/eventually';
 import { echoHash, get, nodeEnv } from '../helpers/mesh-nodes';
+import { echoServer } from './hbone-fixtures';
 
 const net = loopbackBlock(9, 1);
 const CLIENT = net.ip(1);
@@ -304,13 +305,8 @@ async function twoWorkers(t: Tap, nativeRelay: boolean): Promise<void> {
   });
 
   t.test('a snapshot swap reaches every worker: new HBONE listener, its certificate, a tunnel through it', async (t) => {
-    const server = createServer({ allowHalfOpen: true }, (s) => {
-      s.on('error', () => undefined);
-      s.pipe(s);
-    });
-    await new Promise<void>((r) => server.listen(0, SERVER, r));
-    t.teardown(() => void server.close());
-    const port = (server.address() as { port: number }).port;
+    const { port, close } = await echoServer(SERVER);
+    t.teardown(close);
     const before = app.control.store.current.version;
     writeFileSync(xdsPath, snapshotText([['client', CLIENT], ['server', SERVER]]));
     await eventually(() => app.control.store.current.version > before, 'the snapshot reload');
@@ -329,13 +325,8 @@ async function twoWorkers(t: Tap, nativeRelay: boolean): Promise<void> {
   });
 
   t.test('a Deny policy written to the snapshot cuts every live tunnel in every worker, counted DENY', async (t) => {
-    const server = createServer({ allowHalfOpen: true }, (s) => {
-      s.on('error', () => undefined);
-      s.pipe(s);
-    });
-    await new Promise<void>((r) => server.listen(0, SERVER, r));
-    t.teardown(() => void server.close());
-    const port = (server.address() as { port: number }).port;
+    const { port, close } = await echoServer(SERVER);
+    t.teardown(close);
     const deny = { reporter: 'destination', response_flags: 'DENY' };
     const denied = async () => {
       const m = parseProm((await get(app.servers.stats, '/metrics')).body);
