@@ -262,7 +262,7 @@ export class ConnObserver {
       dstService: service?.hostname,
       dstWorkload: workload?.name,
       dstNamespace: workload?.namespace,
-      dstIdentity: hbone ? labels.destination_principal : undefined,
+      dstIdentity: hbone ? known(labels.destination_principal) : undefined,
     };
     const rec = this.start('outbound', { labels, fields }, {
       src: fields.srcAddr,

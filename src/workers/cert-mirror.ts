@@ -22,7 +22,11 @@ interface Waiter {
 
 export class CertMirror {
   private readonly certs = new Map<string, WorkloadCert>();
-  /** Highest sequence taken per identity; kept after forget() so a late stale message stays ignored. */
+  /**
+   * Highest sequence taken per identity, dropped by forget(): the supervisor's counter only grows
+   * and its messages arrive in order, so no message sent before a forget-cert can follow it, and
+   * keeping the entry would grow the map by every identity that ever passed through the node.
+   */
   private readonly seqs = new Map<string, number>();
   private readonly waiting = new Map<string, Waiter[]>();
 
@@ -52,6 +56,7 @@ export class CertMirror {
   forget(id: Identity): void {
     const key = formatSpiffe(id);
     this.certs.delete(key);
+    this.seqs.delete(key);
     const waiters = this.waiting.get(key);
     this.waiting.delete(key);
     for (const w of waiters ?? []) w.reject(new ProxyError('ERR_CERT_UNAVAILABLE', `${key}: the workload left this node`));

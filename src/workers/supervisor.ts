@@ -8,8 +8,9 @@
  *  - logs a dead worker with its error, replaces it with backoff, and holds a readiness task
  *    (`proxy worker <slot>`) while the slot is empty; other workers' connections are untouched;
  *  - answers scrapes with each worker's registry JSON, deadline per worker: a late worker counts
- *    with the last answer it gave, and a dead worker's counters live on in a retained baseline
- *    (src/metrics/retained.ts), so no counter of the node ever goes backwards;
+ *    with the last answer it gave (an answer that comes after the deadline is kept for the next
+ *    scrape: it is newer than the one used instead), and a dead worker's counters live on in a
+ *    retained baseline (src/metrics/retained.ts), so no counter of the node ever goes backwards;
  *  - keeps the log levels set at run time (POST /logging) and starts every replacement with them.
  *
  * Ports: where the config says port 0, the pool binds a SO_REUSEPORT socket on port 0 first, hands
@@ -18,8 +19,9 @@
  *
  * Invariants: `slots[i].worker` is the live thread of slot i or null while it is being replaced;
  * every pending request of a worker is settled when it exits; after close() no worker is spawned;
- * `slots[i].lastMetrics` is only ever the live worker's own last answer (cleared when it dies,
- * after its cumulative series were added to `retained`).
+ * `slots[i].lastMetrics` is only ever the live worker's own newest answer (cleared when it dies,
+ * after its cumulative series were added to `retained`); a slot keeps at most one late metrics
+ * request waiting (`lateRequest`), so a worker stuck for good cannot grow `pending`.
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -65,7 +67,8 @@ export interface WorkerPoolDeps {
 interface Pending {
   resolve(v: unknown): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout;
+  /** The deadline; undefined once it passed and only a late answer is still awaited. */
+  timer: NodeJS.Timeout | undefined;
 }
 
 interface Slot {
@@ -84,8 +87,12 @@ interface Slot {
   /** Ends the readiness gap task; set while the slot has no ready worker after a death. */
   gapDone: (() => void) | null;
   restartTimer: NodeJS.Timeout | null;
-  /** The last registry JSON this slot's live worker answered with (stands in when it is late). */
+  /** The newest registry JSON this slot's live worker answered with (stands in when it is late). */
   lastMetrics: MetricsJson | null;
+  /** Request id of the metrics request whose deadline passed and whose answer is still awaited. */
+  lateRequest: number | null;
+  /** Request id that `lastMetrics` answered (answers may not overtake one another). */
+  lastMetricsId: number;
 }
 
 /** A worker that stayed up this long is considered healthy again: its next death restarts fast. */
@@ -146,7 +153,7 @@ export class WorkerPool {
     this.offs.push(this.deps.certs.subscribe((cert) => this.broadcast({ type: 'cert', cert, seq: ++this.certSeq })));
     const n = Math.max(1, this.deps.config.numWorkerThreads);
     for (let i = 0; i < n; i++) {
-      const slot: Slot = { index: i, worker: null, ready: false, version: 0, addresses: [], startedAt: 0, failures: 0, lastError: null, pending: new Map(), podSeq: 0, podStates: {}, gapDone: null, restartTimer: null, lastMetrics: null };
+      const slot: Slot = { index: i, worker: null, ready: false, version: 0, addresses: [], startedAt: 0, failures: 0, lastError: null, pending: new Map(), podSeq: 0, podStates: {}, gapDone: null, restartTimer: null, lastMetrics: null, lateRequest: null, lastMetricsId: 0 };
       this.slots.push(slot);
       this.spawn(slot);
     }
@@ -188,8 +195,8 @@ export class WorkerPool {
     const asked = this.readySlots().map((s) => ({ slot: s, worker: s.worker }));
     const answers = await Promise.all(
       asked.map(({ slot: s }) =>
-        this.request<MetricsJson>(s, 'metrics').then(
-          (json) => (s.lastMetrics = json),
+        this.send<MetricsJson>(s, 'metrics', (json, id) => this.tookMetrics(s, json, id)).then(
+          ({ value, id }) => this.tookMetrics(s, value, id),
           (err: unknown) => {
             this.deps.log.warn({ worker: s.index, err: (err as Error).message, previous: s.lastMetrics !== null }, 'worker metrics late: this scrape uses its previous answer');
             return s.lastMetrics;
@@ -202,6 +209,18 @@ export class WorkerPool {
     const out = answers.filter((a, i): a is MetricsJson => a !== null && asked[i]!.slot.worker === asked[i]!.worker);
     if (this.retained.length > 0) out.push(this.retained);
     return out;
+  }
+
+  /**
+   * Keeps `json` as the slot's newest answer unless a newer one (higher request id) is already
+   * kept: a worker may finish an older scrape after a newer one. Returns the answer to use now.
+   */
+  private tookMetrics(slot: Slot, json: MetricsJson, id: number): MetricsJson | null {
+    if (id > slot.lastMetricsId) {
+      slot.lastMetrics = json;
+      slot.lastMetricsId = id;
+    }
+    return slot.lastMetrics;
   }
 
   /** Every ready worker's counters (workers that do not answer in time are left out). */
@@ -360,6 +379,7 @@ export class WorkerPool {
         const p = slot.pending.get(msg.requestId);
         if (!p) break;
         slot.pending.delete(msg.requestId);
+        if (slot.lateRequest === msg.requestId) slot.lateRequest = null;
         clearTimeout(p.timer);
         if (msg.error === null) p.resolve(msg.value);
         else p.reject(new ProxyError('ERR_WORKER_REQUEST', `proxy worker ${slot.index}: ${msg.error}`));
@@ -378,6 +398,7 @@ export class WorkerPool {
       p.reject(new ProxyError('ERR_WORKER_EXITED', `proxy worker ${slot.index} exited`));
     }
     slot.pending.clear();
+    slot.lateRequest = null;
     // its counters as last scraped live on; anything it counted after that scrape is lost with it
     if (slot.lastMetrics !== null) this.retained = addMetrics(this.retained, cumulativePart(slot.lastMetrics));
     slot.lastMetrics = null;
@@ -414,16 +435,29 @@ export class WorkerPool {
   }
 
   private request<T>(slot: Slot, what: WorkerRequest): Promise<T> {
+    return this.send<T>(slot, what, null).then((r) => r.value);
+  }
+
+  /**
+   * Sends request `what` to the slot's worker; rejects when it does not answer within the deadline.
+   * With `late`, the request stays registered past the deadline and its answer, when it comes, goes
+   * to `late`. One such request per slot: a newer one replaces the older (whose answer is older).
+   */
+  private send<T>(slot: Slot, what: WorkerRequest, late: ((value: T, id: number) => void) | null): Promise<{ value: T; id: number }> {
     const worker = slot.worker;
     if (worker === null) return Promise.reject(new ProxyError('ERR_WORKER_EXITED', `proxy worker ${slot.index} is not running`));
     const requestId = this.nextRequestId++;
     const timeoutMs = this.deps.requestTimeoutMs ?? 2000;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         slot.pending.delete(requestId);
         reject(new ProxyError('ERR_WORKER_TIMEOUT', `proxy worker ${slot.index} did not answer "${what}" within ${timeoutMs} ms`));
+        if (late === null) return;
+        if (slot.lateRequest !== null) slot.pending.delete(slot.lateRequest);
+        slot.lateRequest = requestId;
+        slot.pending.set(requestId, { resolve: (v) => late(v as T, requestId), reject: () => undefined, timer: undefined });
       }, timeoutMs);
-      slot.pending.set(requestId, { resolve: resolve as (v: unknown) => void, reject, timer });
+      slot.pending.set(requestId, { resolve: (v) => resolve({ value: v as T, id: requestId }), reject, timer });
       worker.postMessage({ type: 'request', requestId, what } satisfies MainToWorker);
     });
   }

@@ -119,3 +119,17 @@ t.test('outbound: refused before a plan, failed setup, established and closed', 
   t.equal(complete[1]!['dst.identity'], 'spiffe://cluster.local/ns/default/sa/echo');
   t.equal(sumOf(s, 'istio_tcp_connections_opened_total', { ...m, destination_principal: 'spiffe://cluster.local/ns/default/sa/echo' }), 2);
 });
+
+t.test('outbound: a destination principal that is not known is left out of the access log, as inbound', async (t) => {
+  // HBONE plans carry a workload today; this keeps the rule the inbound side follows (omit, never
+  // print "unknown") should a plan ever come without one
+  const { observer, lines } = setup();
+  const plan = planOutbound({ source: sleep, dstIp: '10.96.0.1', dstPort: 80 }, snap, { random: () => 0 });
+  if (plan.kind !== 'hbone') throw new Error('plan');
+  const anonymous = { ...plan, workload: undefined as unknown as typeof plan.workload };
+  observer.outbound.opened({ src: { ip: '10.0.0.1', port: 3 }, originalDst: { ip: '10.96.0.1', port: 80 }, source: sleep, plan: anonymous }).closed({ received: 0, sent: 0 }, 'eof');
+  const line = lines.find((l) => l['msg'] === 'connection complete')!;
+  t.equal(line['dst.service'], 'echo.svc');
+  t.notOk('dst.identity' in line, 'no dst.identity rather than "unknown"');
+  t.equal(line['src.identity'], 'spiffe://cluster.local/ns/default/sa/sleep', 'the known source identity is still there');
+});

@@ -19,17 +19,23 @@ import { SnapshotStore } from '../../../src/state/store';
 import { WorkerPool } from '../../../src/workers/supervisor';
 import { ProxyMetrics } from '../../../src/metrics/registry';
 import { parseProm, sumOf } from '../../helpers/prom-text';
+import { eventually } from '../../helpers/eventually';
 
 const dir = mkdtempSync(join(tmpdir(), 'ztunnel-supervisor-'));
 
-/** A fake worker: answers init with ready, acks snapshots, reports every message it saw in 'stats'. */
-function fakeWorker(name: string, opts: { silentMetrics?: boolean; silentAfter?: number; crashOn?: string } = {}): string {
+/**
+ * A fake worker: answers init with ready, acks snapshots, reports every message it saw in 'stats'.
+ * Worker 1 can be scripted to never answer metrics, to stop answering after some scrapes, or to
+ * answer from its `lateFrom`-th scrape on only after `lateMs` (then 'stats' counts those answers).
+ */
+function fakeWorker(name: string, opts: { silentMetrics?: boolean; silentAfter?: number; crashOn?: string; lateFrom?: number; lateMs?: number } = {}): string {
   const file = join(dir, `${name}.js`);
   writeFileSync(
     file,
     `const { parentPort } = require('node:worker_threads');
 let id = -1;
 let scrapes = 0;
+let lateSent = 0;
 let log = '';
 const seen = [];
 const reply = (requestId, value) => parentPort.postMessage({ type: 'reply', requestId, value, error: null });
@@ -49,11 +55,16 @@ parentPort.on('message', (m) => {
     if (m.what === 'metrics') scrapes++;
     if (m.what === 'metrics' && id === 1 && scrapes > ${opts.silentAfter ?? 'Infinity'}) return;
     // a counter that grows by 10 per scrape (plus the worker id), and a gauge of 1 per worker
-    if (m.what === 'metrics') reply(m.requestId, [
+    // (worker 1's gauge is the number of its scrape, to tell one answer from another)
+    const answer = () => [
       { name: 'fake_total', help: 'h', type: 'counter', values: [{ value: 10 * scrapes + id, labels: {} }], aggregator: 'sum' },
-      { name: 'fake_open', help: 'h', type: 'gauge', values: [{ value: 1, labels: {} }], aggregator: 'sum' },
-    ]);
-    else if (m.what === 'stats') reply(m.requestId, { workerId: id, live: id, relays: { splice: 0, js: 0 }, seen, log });
+      { name: 'fake_open', help: 'h', type: 'gauge', values: [{ value: id === 1 ? scrapes : 1, labels: {} }], aggregator: 'sum' },
+    ];
+    if (m.what === 'metrics' && id === 1 && scrapes >= ${opts.lateFrom ?? 'Infinity'}) {
+      const value = answer();
+      setTimeout(() => (reply(m.requestId, value), lateSent++), ${opts.lateMs ?? 0});
+    } else if (m.what === 'metrics') reply(m.requestId, answer());
+    else if (m.what === 'stats') reply(m.requestId, { workerId: id, live: id, relays: { splice: 0, js: 0 }, seen, log, lateSent });
     else reply(m.requestId, null);
   }
 });
@@ -135,6 +146,24 @@ t.test('a late worker counts with its previous answer: no dip in a counter for o
   // worker 0 moved on to 20; worker 1 is silent from now on and stays at its 11
   t.same(await scrape(pool), { total: 20 + 11, open: 2 }, 'second scrape: worker 1 as last seen');
   t.ok(lines.some((l) => l['msg'] === 'worker metrics late: this scrape uses its previous answer' && l['worker'] === 1 && l['previous'] === true));
+});
+
+t.test('an answer after the deadline is kept: the next scrape uses it if the worker is late again', async (t) => {
+  // worker 1 answers its second and later scrapes 1 s after a 50 ms deadline, as a worker
+  // blocked past the deadline does when it wakes: what it says then (e.g. the stall it just saw
+  // in its event-loop lag) must reach a scrape, not be thrown away
+  const { start } = setup(fakeWorker('late-answer', { lateFrom: 2, lateMs: 1000 }), { requestTimeoutMs: 50 });
+  const pool = await start();
+  t.teardown(() => pool.close());
+  t.same(await scrape(pool), { total: 10 + 11, open: 1 + 1 }, 'first scrape: both answer in time');
+  t.same(await scrape(pool), { total: 20 + 11, open: 1 + 1 }, 'second scrape: worker 1 late, its first answer stands in');
+  const lateSent = async (): Promise<number> => ((await pool.stats()).find((s) => s.workerId === 1) as unknown as { lateSent: number }).lateSent;
+  // a reply and then the stats reply come over the same port in order: once stats counts the late
+  // answer, the pool has handled it
+  await eventually(async () => (await lateSent()) >= 1, 'worker 1 to send its late answer');
+  t.same(await scrape(pool), { total: 30 + 21, open: 1 + 2 }, 'third scrape: worker 1 late again, its late second answer stands in');
+  await eventually(async () => (await lateSent()) >= 2, 'worker 1 to send its second late answer');
+  t.same(await scrape(pool), { total: 40 + 31, open: 1 + 3 }, 'and so on: never an answer older than the newest one received');
 });
 
 t.test("a dead worker's counters are retained in every later scrape; its gauges are not", async (t) => {
