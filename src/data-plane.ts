@@ -32,6 +32,7 @@ import { Socks5Server, type SocketRelay } from './proxy/socks5-server';
 import type { H2Settings } from './proxy/h2-settings';
 import { DEFAULT_H2_SETTINGS } from './proxy/h2-settings';
 import type { Snapshot } from './state/snapshot';
+import type { Workload } from './state/model';
 import { loadNative, tryLoadNative, type NativeApi } from './native/addon';
 import { applyKeepalive, keepaliveOptions, withKeepalive } from './net/keepalive';
 import { startJsRelay, startRelay, type RelayHandle, type RelayResult } from './native/relay';
@@ -87,6 +88,8 @@ export interface DataPlane {
   drain(): Promise<void>;
   /** The splice addon when ZTUNNEL_NATIVE_RELAY is on and it loaded; null = JS copy path. */
   readonly native: NativeApi | null;
+  /** Node mode: the identity the HBONE listener on `ip` serves from now on; undefined if none. */
+  servedIdentity(ip: string): Identity | undefined;
   /** Socket↔socket relays started so far, by engine (the splice path falls back to JS per connection when a socket does not qualify). */
   relayCounts(): { splice: number; js: number };
   /** Number of live connections (inbound tunnels + SOCKS5 clients). */
@@ -208,31 +211,34 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
 
   // Listener reconciliation runs one at a time; a swap during a run schedules one more run.
   let running: Promise<void> = Promise.resolve();
-  // The identity each listener serves, by IP, replaced at every reconcile. A listener's certificate
-  // getter reads it per connection instead of capturing the identity it was opened with: a pod IP
-  // can be reused by a new workload (another service account) while the listener stays open, and
-  // the new identity must be served from the next connection on.
+  // The identity each listener serves, by IP. A listener's certificate getter reads it per
+  // connection instead of capturing the identity it was opened with: a pod IP can be reused by a
+  // new workload (another service account) while the listener stays open, and the new identity
+  // must be served from the next connection on. It is replaced synchronously in the snapshot
+  // subscriber, not in the queued listener work: the control plane's subscriber forgets the old
+  // identity's certificate at once, so a lookup of the old one while an earlier reconcile is still
+  // opening or closing listeners would fail the handshake (ERR_CERT_NOT_LOCAL, or a wait in a worker).
   let identityAt = new Map<string, Identity>();
   const certAt = (ip: string) => (): WorkloadCert | Promise<WorkloadCert> => {
     const id = identityAt.get(ip);
     if (id === undefined) return Promise.reject(new ProxyError('ERR_CERT_UNAVAILABLE', `no local HBONE workload has IP ${ip} any more`));
     return certs.get(id) ?? certs.fetch(id);
   };
+  /** Pure bookkeeping, no I/O: the identities to serve from now on, with a log line per reused IP. */
+  const serveIdentities = (want: Map<string, Workload>): void => {
+    const previous = identityAt;
+    identityAt = new Map([...want].map(([ip, w]) => [ip, identityOf(w)]));
+    for (const [ip, id] of identityAt) {
+      const was = previous.get(ip);
+      if (was !== undefined && !sameIdentity(was, id) && hbone.addresses().has(ip)) {
+        log.info({ ip, workload: `${want.get(ip)!.namespace}/${want.get(ip)!.name}`, identity: formatSpiffe(id) }, 'HBONE listener now serves another identity: the IP was reused by a new workload');
+      }
+    }
+  };
   const reconcile = (snap: Snapshot): Promise<void> => {
+    const want = hboneWorkloads(snap);
+    serveIdentities(want);
     running = running.then(async () => {
-      const want = new Map<string, Snapshot['doc']['workloads'][number]>();
-      for (const w of snap.localWorkloads()) {
-        if (w.protocol !== 'HBONE') continue;
-        for (const ip of w.workloadIps) want.set(ip, w);
-      }
-      const previous = identityAt;
-      identityAt = new Map([...want].map(([ip, w]) => [ip, identityOf(w)]));
-      for (const [ip, id] of identityAt) {
-        const was = previous.get(ip);
-        if (was !== undefined && !sameIdentity(was, id) && hbone.addresses().has(ip)) {
-          log.info({ ip, workload: `${want.get(ip)!.namespace}/${want.get(ip)!.name}`, identity: formatSpiffe(id) }, 'HBONE listener now serves another identity: the IP was reused by a new workload');
-        }
-      }
       const open = hbone.addresses();
       for (const ip of open.keys()) {
         if (!want.has(ip)) {
@@ -278,6 +284,7 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
     },
     settled: () => (inpod ? Promise.all([running, inpod.settled()]).then(() => undefined) : running),
     native,
+    servedIdentity: (ip) => identityAt.get(ip),
     relayCounts: () => ({ ...counts }),
     async drain(): Promise<void> {
       unsubscribe();
@@ -296,6 +303,16 @@ export async function startDataPlane(deps: DataPlaneDeps): Promise<DataPlane> {
       await Promise.all([hbone.shutdown(), socks5?.listener.close(), inpod?.close(), ...stopped]);
     },
   };
+}
+
+/** The local HBONE workloads of `snap` by IP: the node-mode :15008 listeners it calls for. */
+function hboneWorkloads(snap: Snapshot): Map<string, Workload> {
+  const want = new Map<string, Workload>();
+  for (const w of snap.localWorkloads()) {
+    if (w.protocol !== 'HBONE') continue;
+    for (const ip of w.workloadIps) want.set(ip, w);
+  }
+  return want;
 }
 
 function sameIdentity(a: Identity, b: Identity): boolean {

@@ -167,7 +167,14 @@ int RelayEngine::EnsureThread(const char** syscall) {
       },
       this);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (rc != 0) return -rc;
+  if (rc != 0) {
+    // No thread: the next Start tries again from scratch and would otherwise overwrite (leak)
+    // both fds made for this one.
+    close(wakefd_);
+    close(epfd_);
+    wakefd_ = epfd_ = -1;
+    return -rc;
+  }
   // A stable name lets operators (top -H) and the tests (/proc/self/task/*/comm) find it.
   pthread_setname_np(thread_, "zt-relay");
   threadStarted_ = true;

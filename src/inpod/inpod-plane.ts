@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { INBOUND_HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT } from '../config/ports';
 import type { CertSource } from '../data-plane';
-import type { NativeApi } from '../native/addon';
+import type { KeepaliveOptions, NativeApi } from '../native/addon';
 import { Listener, type BoundAddress } from '../net/listener';
 import type { ConnectionManager } from '../proxy/connection-manager';
 import type { HboneClient } from '../proxy/hbone-client';
@@ -55,6 +55,8 @@ interface RunningPod {
   readonly pod: InpodPod;
   /** This data plane's own dup of the pod's netns fd; closed when the pod is removed. */
   readonly netns: PodNetns;
+  /** Options for every socket made inside the pod, built once at admission (reused per connection). */
+  readonly sockets: PodSocketOptions;
   state: PodState;
   ctx: PodContext | null;
   readonly listeners: Listener[];
@@ -84,8 +86,11 @@ export class InpodPlane {
   private running: Promise<unknown> = Promise.resolve();
   private readonly traffic: PodTrafficDeps;
   private accepting = true;
+  /** KEEPALIVE_* as socket options: config is frozen, so computed once, not per connection. */
+  private readonly keepalive: KeepaliveOptions | null;
 
   constructor(private readonly deps: InpodPlaneDeps) {
+    this.keepalive = keepaliveOptions(deps.config.keepalive);
     this.traffic = {
       native: deps.native,
       snapshot: deps.snapshot,
@@ -154,7 +159,7 @@ export class InpodPlane {
   /** The pod socket options for connecting to a pod's app from inside it (HBONE inbound leg). */
   socketOptionsFor(ip: string): PodSocketOptions | null {
     const rp = this.byIp.get(ip);
-    return rp && rp.state.state === 'up' ? this.socketOptions(rp) : null;
+    return rp && rp.state.state === 'up' ? rp.sockets : null;
   }
 
   async drain(): Promise<void> {
@@ -176,11 +181,9 @@ export class InpodPlane {
     } catch (err) {
       state = { state: 'failed', reason: `cannot take the pod's network namespace (fd ${p.netnsFd}): ${(err as Error).message}` };
     }
-    this.pods.set(p.uid, { pod: p, netns: { fd, closed: fd < 0 }, state, ctx: null, listeners: [], socks5: null, hboneIp: null });
-  }
-
-  private socketOptions(rp: RunningPod): PodSocketOptions {
-    return { native: this.deps.native, netns: rp.netns, mark: this.deps.config.packetMark, keepalive: keepaliveOptions(this.deps.config.keepalive) };
+    const netns: PodNetns = { fd, closed: fd < 0 };
+    const sockets: PodSocketOptions = { native: this.deps.native, netns, mark: this.deps.config.packetMark, keepalive: this.keepalive };
+    this.pods.set(p.uid, { pod: p, netns, sockets, state, ctx: null, listeners: [], socks5: null, hboneIp: null });
   }
 
   private async bringUp(): Promise<void> {
@@ -218,7 +221,7 @@ export class InpodPlane {
       return;
     }
     const family = isIP(ip) === 6 ? 6 : 4;
-    const sockets = this.socketOptions(rp);
+    const sockets = rp.sockets;
     const { config, native } = this.deps;
     const listenFd = (port: number, transparent: boolean, host: string = ANY[family]): number =>
       native.listen({ host, port, backlog: 511, reusePort: true, mark: config.packetMark, transparent, freebind: transparent, netnsFd: rp.netns.fd }).fd;

@@ -202,7 +202,7 @@ export async function serveInbound(deps: PodTrafficDeps, ctx: PodContext, client
       else reset(client);
     },
     bytes: () => bytes(),
-  });
+  }, decision);
   let upstream: Duplex;
   try {
     upstream = await ctx.connectApp({ ip: dstIp, port: dstPort }, info);

@@ -48,13 +48,21 @@ export function applyKeepalive(sock: Socket, ka: KeepaliveOptions | null, native
   sock.setKeepAlive(true, ka.idleSec * 1000);
 }
 
-/** Wraps a socket opener so that every socket it makes gets `ka` once connected. */
+/**
+ * Wraps a socket opener so that every socket it makes gets `ka` once connected. The 'connect'
+ * listener is one function per opener (the socket arrives as `this`), not a closure per socket.
+ */
 export function withKeepalive<A extends unknown[]>(open: (...args: A) => Socket, ka: KeepaliveOptions | null, native: NativeApi | null): (...args: A) => Socket {
   if (ka === null) return open;
+  function onConnect(this: Socket): void {
+    // removed by hand rather than with once(), which wraps the listener anew for every socket
+    this.removeListener('connect', onConnect);
+    applyKeepalive(this, ka, native);
+  }
   return (...args: A) => {
     const sock = open(...args);
     // registered before the caller's own 'connect' listener: applied before anyone uses the socket
-    sock.once('connect', () => applyKeepalive(sock, ka, native));
+    sock.on('connect', onConnect);
     return sock;
   };
 }

@@ -15,6 +15,21 @@ import { logDryRun } from '../authz/dry-run-log';
 import type { Workload } from '../state/model';
 import { NO_LOG, type ProxyLog } from './proxy-log';
 
+/** The key of a decision with no dry-run entry (the common case: no allocation). */
+const NO_DRY_RUN = '';
+
+/**
+ * What a decision's dry-run log lines say, as a short string: each dry-run policy with what it
+ * would have done, and the enforced outcome. Equal keys = identical lines.
+ */
+export function dryRunKey(decision: Decision): string {
+  const entries = decision.dryRun;
+  if (entries === undefined || entries.length === 0) return NO_DRY_RUN;
+  let key = decision.allowed ? 'allowed' : 'denied';
+  for (const e of entries) key += `|${e.policy}=${e.wouldAllow ? 'allow' : 'deny'}`;
+  return key;
+}
+
 export interface ByteCounts {
   /** From the downstream peer (the HBONE client), forwarded upstream. */
   readonly received: number;
@@ -39,6 +54,11 @@ export interface TrackedConn {
   readonly handle: ConnHandle;
   /** Set once the manager closed it (recheck, closeAll). */
   closedReason: string | null;
+  /**
+   * The dry-run verdict last logged for it (dryRunKey): a re-check logs dry-run lines only when
+   * it differs, so a snapshot swap does not repeat one identical line per live connection.
+   */
+  dryRunKey: string;
 }
 
 /** A row for config_dump / debugging: plain JSON. */
@@ -85,8 +105,13 @@ export class ConnectionManager {
     this.now = opts.now ?? Date.now;
   }
 
-  register(info: ConnInfo, dst: Workload, handle: ConnHandle): TrackedConn {
-    const conn: TrackedConn = { id: this.nextId++, info, dst, openedAt: new Date(this.now()), handle, closedReason: null };
+  /**
+   * `admitted` is the decision the connection was let in on, whose dry-run lines the owner
+   * already logged (logDryRun); without it the first re-check logs them.
+   */
+  register(info: ConnInfo, dst: Workload, handle: ConnHandle, admitted?: Decision): TrackedConn {
+    const dryRun = admitted === undefined ? NO_DRY_RUN : dryRunKey(admitted);
+    const conn: TrackedConn = { id: this.nextId++, info, dst, openedAt: new Date(this.now()), handle, closedReason: null, dryRunKey: dryRun };
     this.conns.set(conn.id, conn);
     return conn;
   }
@@ -117,7 +142,13 @@ export class ConnectionManager {
         // fail closed: a connection we can no longer judge is not kept open
         decision = { allowed: false, reason: `authorization failed: ${(err as Error).message}`, policy: null };
       }
-      logDryRun(this.log, conn.info, decision);
+      // dry-run lines at admission and then only when the verdict changes: every swap re-checks
+      // every connection, and 10k live ones would repeat 10k identical lines per swap otherwise
+      const key = dryRunKey(decision);
+      if (key !== conn.dryRunKey) {
+        conn.dryRunKey = key;
+        logDryRun(this.log, conn.info, decision);
+      }
       if (decision.allowed) continue;
       const reason = `connection closed because it is no longer allowed: ${decision.reason}`;
       this.log.info(

@@ -203,10 +203,10 @@ export class InboundHandler<S extends WorkloadLookup> {
     logDryRun(this.log, info, decision);
     if (!decision.allowed) return this.reject(stream, info, 401, `denied by policy: ${decision.reason}`);
 
-    await this.tunnel(stream, headers, info, dst);
+    await this.tunnel(stream, headers, info, dst, decision);
   }
 
-  private async tunnel(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, info: InboundInfo, dst: Workload): Promise<void> {
+  private async tunnel(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, info: InboundInfo, dst: Workload, admitted: Decision): Promise<void> {
     let upstream: Duplex | null = null;
     let r: Relay | null = null;
     let closedBy: string | null = null;
@@ -218,7 +218,7 @@ export class InboundHandler<S extends WorkloadLookup> {
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       },
       bytes: (): ByteCounts => (r ? { received: r.aToB, sent: r.bToA } : { received: 0, sent: 0 }),
-    });
+    }, admitted);
     try {
       upstream = await this.connect({ ip: info.dstIp, port: info.dstPort }, info);
     } catch (err) {

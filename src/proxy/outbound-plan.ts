@@ -7,7 +7,7 @@
  * healthy endpoint chosen by capacity weight; a workload IP is used directly; anything else is not
  * in the mesh and is passed through to the original destination.
  */
-import { tryParseSpiffe, type Identity } from '../identity/spiffe';
+import type { Identity } from '../identity/spiffe';
 import type { PortMap, Service, Workload } from '../state/model';
 import { resourceKey } from '../state/model';
 import { INBOUND_HBONE_PORT, SELF_PORTS } from '../config/ports';
@@ -18,6 +18,8 @@ export interface PlanSnapshot {
   workloadByIp(ip: string, network?: string): Workload | undefined;
   serviceByVip(ip: string, network?: string): Service | undefined;
   endpointsOf(service: Service): readonly { readonly workload: Workload; readonly ports: PortMap }[];
+  /** The SPIFFE ids among the service's subjectAltNames, parsed once per snapshot, not per connection. */
+  serviceIdentities(service: Service): readonly Identity[];
 }
 
 export interface OutboundRequest {
@@ -68,17 +70,15 @@ function addressOf(w: Workload, preferred: string): string {
  * with the workload identity; a SAN that is not a SPIFFE id is ignored — ztunnel warns, a pure
  * plan cannot log). A workload reached directly by its IP has no service and so no service SANs.
  */
-function expectedIdentitiesOf(w: Workload, service: Service | null): Identity[] {
-  const ids: Identity[] = [];
-  for (const san of service?.subjectAltNames ?? []) {
-    const id = tryParseSpiffe(san);
-    if (id !== null) ids.push(id);
-  }
+function expectedIdentitiesOf(w: Workload, sans: readonly Identity[]): Identity[] {
+  const ids = sans.slice();
   ids.push(identityOf(w));
   return ids;
 }
 
-function toWorkload(w: Workload, ip: string, port: number, service: Service | null): OutboundPlan {
+const NO_SANS: readonly Identity[] = Object.freeze([]);
+
+function toWorkload(w: Workload, ip: string, port: number, service: Service | null, sans: readonly Identity[]): OutboundPlan {
   const target = { ip, port };
   if (w.protocol === 'HBONE') {
     return {
@@ -86,7 +86,7 @@ function toWorkload(w: Workload, ip: string, port: number, service: Service | nu
       nextHop: { ip, port: INBOUND_HBONE_PORT },
       authority: joinHostPort(ip, port),
       target,
-      expectedIdentities: expectedIdentitiesOf(w, service),
+      expectedIdentities: expectedIdentitiesOf(w, sans),
       workload: w,
       service,
     };
@@ -133,11 +133,11 @@ export function planOutbound(req: OutboundRequest, snap: PlanSnapshot, opts: Pla
     // the endpoint's own mapping wins over the service's; 0 means "the service port itself"
     const mapped = ep.ports[dstPort] ?? svcTarget;
     const port = mapped === 0 ? dstPort : mapped;
-    return toWorkload(ep.workload, addressOf(ep.workload, dstIp), port, service);
+    return toWorkload(ep.workload, addressOf(ep.workload, dstIp), port, service, snap.serviceIdentities(service));
   }
 
   const workload = snap.workloadByIp(dstIp, network);
-  if (workload !== undefined) return toWorkload(workload, dstIp, dstPort, null);
+  if (workload !== undefined) return toWorkload(workload, dstIp, dstPort, null, NO_SANS);
 
   return { kind: 'passthrough', target: { ip: dstIp, port: dstPort } };
 }

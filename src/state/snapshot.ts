@@ -15,6 +15,7 @@
  * duplicate, the first entry wins.
  */
 import { compilePolicies, type CompiledPolicies } from '../authz/compile';
+import { tryParseSpiffe, type Identity } from '../identity/spiffe';
 import { normalizeIp } from '../net/ip';
 import { resourceKey, type PortMap, type Service, type SnapshotDoc, type Workload } from './model';
 
@@ -32,6 +33,18 @@ export interface SnapshotOptions {
 }
 
 const NO_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
+const NO_IDENTITIES: readonly Identity[] = Object.freeze([]);
+
+/** A service's subjectAltNames that are SPIFFE ids, parsed (the others are ignored, as ztunnel does). */
+function spiffeSans(s: Service): readonly Identity[] {
+  if (s.subjectAltNames.length === 0) return NO_IDENTITIES;
+  const ids: Identity[] = [];
+  for (const san of s.subjectAltNames) {
+    const id = tryParseSpiffe(san);
+    if (id !== null) ids.push(Object.freeze(id));
+  }
+  return Object.freeze(ids);
+}
 
 /** network → ip → value. Nested so that a lookup builds no key string. */
 type ByAddress<T> = Map<string, Map<string, T>>;
@@ -61,6 +74,8 @@ export class Snapshot {
   private readonly servicesByVip: ByAddress<Service> = new Map();
   private readonly servicesByKey = new Map<string, Service>();
   private readonly endpointsByKey = new Map<string, Endpoint[]>();
+  /** Each service's SPIFFE SANs, parsed once here rather than on every outbound connection. */
+  private readonly sanIdentities = new Map<Service, readonly Identity[]>();
   private readonly local: readonly Workload[];
 
   constructor(doc: SnapshotDoc, opts: SnapshotOptions) {
@@ -73,6 +88,7 @@ export class Snapshot {
       this.servicesByKey.set(key, s);
       this.endpointsByKey.set(key, []);
       for (const vip of s.vips) putAddress(this.servicesByVip, vip.network, vip.address, s);
+      this.sanIdentities.set(s, spiffeSans(s));
     }
     const local: Workload[] = [];
     for (const w of doc.workloads) {
@@ -111,6 +127,14 @@ export class Snapshot {
   /** Every workload that serves `service` (also works for an equal Service from another snapshot). */
   endpointsOf(service: Service): readonly Endpoint[] {
     return this.endpointsByKey.get(resourceKey(service.namespace, service.hostname)) ?? NO_ENDPOINTS;
+  }
+
+  /**
+   * The SPIFFE ids among `service`'s subjectAltNames, in order: parsed when the snapshot was built
+   * for its own services; a Service object from elsewhere is parsed now.
+   */
+  serviceIdentities(service: Service): readonly Identity[] {
+    return this.sanIdentities.get(service) ?? spiffeSans(service);
   }
 
   /** The services `workload` is an endpoint of (for metrics' destination_service labels). */

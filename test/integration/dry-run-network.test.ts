@@ -2,7 +2,8 @@
  * Two start-up-to-data-path behaviours of issue 2, on loopback 127.15.1.0/24, both relay engines,
  * through the real app (SOCKS5 → HBONE → inbound → app):
  *  - a dry-run DENY policy that matches changes nothing (the tunnel still gets its 200 and moves
- *    bytes) but the proxy logs one line naming the policy and what it would have done;
+ *    bytes) but the proxy logs one line naming the policy and what it would have done, and a
+ *    snapshot swap that re-checks the live connection on the same verdict adds no second line;
  *  - NETWORK: with the node on network "net1" and its workloads in "net1", the SOCKS5 source, the
  *    outbound plan and the inbound destination are all found (looking them up in the default
  *    network "" would refuse the tunnel).
@@ -14,8 +15,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initCaDir } from '../../src/identity/ca-dir';
 import { socksConnect } from '../../src/proxy/socks5-client';
+import { eventually } from '../helpers/eventually';
 import { loopbackBlock } from '../helpers/loopback';
-import { echoHash, pattern, sha, startNode, workloadDoc, writeSnapshot } from '../helpers/mesh-nodes';
+import { echoHash, pattern, sha, startNode, workloadDoc, writeSnapshot, type MeshNode } from '../helpers/mesh-nodes';
 
 const lb = loopbackBlock(15, 1);
 const CLIENT = lb.ip(1);
@@ -48,6 +50,8 @@ interface Case {
   readonly name: string;
   readonly network: string;
   readonly policies: unknown[];
+  /** Runs while the tunnel is still open (after its first round trip). */
+  readonly whileOpen?: (node: MeshNode, snapshotPath: string, s: net.Socket) => Promise<void>;
 }
 
 async function tunnelCase(t: Tap, c: Case, nativeRelay: boolean): Promise<string[]> {
@@ -66,6 +70,7 @@ async function tunnelCase(t: Tap, c: Case, nativeRelay: boolean): Promise<string
   const s = await socksConnect(node.socks, CLIENT, { host: SERVER, port: appPort });
   const data = pattern(256 << 10, 7);
   t.equal(await echoHash(s, data), sha(data), `${c.name}: bytes cross the tunnel intact`);
+  await c.whileOpen?.(node, snapshotPath, s);
   s.destroy();
   return node.lines;
 }
@@ -73,9 +78,18 @@ async function tunnelCase(t: Tap, c: Case, nativeRelay: boolean): Promise<string
 for (const nativeRelay of [true, false]) {
   const engine = nativeRelay ? 'splice' : 'JS';
   t.test(`a matching dry-run DENY is logged, not enforced (${engine} relay)`, async (t) => {
-    const lines = await tunnelCase(t, { name: 'dry-run', network: '', policies: [DRY_DENY] }, nativeRelay);
+    // a swap (one more workload, same policy) re-checks the live connection on the same dry-run verdict
+    const sameVerdictSwap = async (node: MeshNode, snapshotPath: string, s: net.Socket): Promise<void> => {
+      const version = node.app.control.store.current.version;
+      const workloads = [workloadDoc('client', CLIENT, 'node-d'), workloadDoc('server', SERVER, 'node-d'), workloadDoc('other', lb.ip(3), 'node-x')];
+      writeSnapshot(snapshotPath, JSON.stringify({ workloads, policies: [DRY_DENY] }));
+      await eventually(() => node.app.control.store.current.version > version, 'the swapped snapshot is installed');
+      const data = pattern(16 << 10, 9);
+      t.equal(await echoHash(s, data), sha(data), 'the tunnel lives on after the re-check');
+    };
+    const lines = await tunnelCase(t, { name: 'dry-run', network: '', policies: [DRY_DENY], whileOpen: sameVerdictSwap }, nativeRelay);
     const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['dryRun'] === true);
-    t.equal(logged.length, 1, 'one dry-run line for the one connection');
+    t.equal(logged.length, 1, 'one dry-run line for the one connection, at admission, none again at the swap');
     const line = logged[0] ?? {};
     t.equal(line['policy'], 'default/try-deny-client', 'it names the policy');
     t.equal(line['wouldAllow'], false, 'it says the policy would have denied');

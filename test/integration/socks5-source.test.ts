@@ -7,7 +7,9 @@
  *    the same client through its own node B works, so the refusal is about the node, not the IP;
  *  - pod IP reuse: when a new workload with another service account takes a local HBONE
  *    workload's IP, the :15008 listener (still open) serves the NEW identity's certificate, so a
- *    tunnel expecting the new identity succeeds and the leaf presented carries the new SAN.
+ *    tunnel expecting the new identity succeeds and the leaf presented carries the new SAN; the
+ *    data plane switches identity in the same swap notification in which the control plane
+ *    forgets the old one, so no handshake in between asks for a forgotten certificate.
  */
 import t, { type Test as Tap } from 'tap';
 import { mkdtempSync } from 'node:fs';
@@ -152,10 +154,22 @@ async function reusedIp(t: Tap, nativeRelay: boolean): Promise<void> {
   const listenerBefore = a.app.data.addresses().get(`hbone ${REUSED}`);
   t.ok(listenerBefore, 'HBONE listener open on the IP');
 
+  // Subscribed after the data plane (the store tells subscribers in order): what the listener
+  // serves as seen right when the control plane has already forgotten the old identity, before
+  // any queued listener work ran. It must already be the new identity, else a handshake in that
+  // window asks for a certificate no longer kept (ERR_CERT_NOT_LOCAL).
+  const atSwap: (string | undefined)[] = [];
+  const unsubscribe = a.app.control.store.subscribe(() => {
+    const id = a.app.data.servedIdentity(REUSED);
+    atSwap.push(id && formatSpiffe(id));
+  });
+  t.teardown(unsubscribe);
+
   // the pod is replaced: a new workload (new uid, another service account) gets the same IP
   const version = a.app.control.store.current.version;
   writeSnapshot(snapshotPath, JSON.stringify({ workloads: [workloadDoc('client-a', CLIENT_A, 'node-a'), workloadDoc('server-new', REUSED, 'node-a', 'new-sa')] }));
   await eventually(() => a.app.control.store.current.version > version, 'the new snapshot is installed');
+  t.same(atSwap, [formatSpiffe(idOf('new-sa'))], 'the new identity is served from the swap notification on, not after queued listener work');
   await a.app.data.settled();
   t.same(a.app.data.addresses().get(`hbone ${REUSED}`), listenerBefore, 'the listener itself stayed open');
   t.ok(

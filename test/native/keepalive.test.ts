@@ -58,6 +58,16 @@ t.test('node mode upstream opener: keepalive set once connected (addon, and Node
     else t.match(got, { keepalive: 1, keepIdle: 30 }, `${label}: Node sets the idle time`);
     s.destroy();
   }
+  // one shared 'connect' listener per opener, not a closure per socket; gone once it ran
+  const opener = withKeepalive(openLoopbackAware, kaOf(TUNED), native);
+  const [x, y] = [opener({ ip: net.ip(1), port }, conn), opener({ ip: net.ip(1), port }, conn)];
+  t.equal(x.listeners('connect').length, 1);
+  t.equal(x.listeners('connect')[0], y.listeners('connect')[0], 'both sockets share the one listener');
+  await Promise.all([once(x, 'connect'), once(y, 'connect')]);
+  t.same([info(x), info(y)], [ON, ON], 'and it set keepalive on each');
+  t.equal(x.listenerCount('connect') + y.listenerCount('connect'), 0, 'removed after it ran');
+  x.destroy();
+  y.destroy();
   const off = (await tcpConnect(undefined, withKeepalive(openLoopbackAware, kaOf({ ...TUNED, KEEPALIVE_ENABLED: 'false' }), native))({ ip: net.ip(1), port }, conn)) as Socket;
   t.equal(info(off).keepalive, 0, 'KEEPALIVE_ENABLED=false: off');
   off.destroy();

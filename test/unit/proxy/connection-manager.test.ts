@@ -79,3 +79,38 @@ t.test('closeAll closes every live connection once; a throwing close is logged, 
   t.equal(m.closeAll('draining'), 0, 'already closing');
   t.equal(m.size, 2, 'still tracked until their owners release them');
 });
+
+t.test('recheck logs dry-run lines only when a connection\'s dry-run verdict changes, not on every swap', async (t) => {
+  const lines: { obj: Record<string, unknown>; msg: string }[] = [];
+  const log = { debug() {}, info: (obj: object, msg: string) => void lines.push({ obj: obj as Record<string, unknown>, msg }), warn() {} };
+  const m = new ConnectionManager({ log });
+  const snapshot = { workloadByIp: () => undefined };
+  const verdict = (dryRun: { policy: string; wouldAllow: boolean }[]) => (): Decision => ({ allowed: true, reason: 'ok', policy: null, dryRun });
+  const tryDeny = verdict([{ policy: 'ns/try', wouldAllow: false }]);
+
+  const a = handle();
+  const ta = m.register(conn('10.0.0.1', 80), W('w'), a.h);
+  m.recheck(snapshot, tryDeny);
+  m.recheck(snapshot, tryDeny);
+  t.same(lines.map((l) => l.obj['policy']), ['ns/try'], 'two swaps with the same dry-run policy: one line');
+
+  m.recheck(snapshot, verdict([{ policy: 'ns/try', wouldAllow: true }]));
+  t.equal(lines.length, 2, 'the dry-run policy now would allow: a new line');
+  t.match(lines[1], { obj: { policy: 'ns/try', wouldAllow: true } });
+  m.recheck(snapshot, verdict([{ policy: 'ns/try', wouldAllow: true }, { policy: 'ns/other', wouldAllow: false }]));
+  t.same(lines.slice(2).map((l) => l.obj['policy']), ['ns/try', 'ns/other'], 'another dry-run policy joins: the lines of the new verdict');
+  m.recheck(snapshot, verdict([]));
+  m.recheck(snapshot, tryDeny);
+  t.equal(lines.length, 5, 'dry-run policy gone, then back: logged again when it comes back');
+
+  // admitted with the decision whose lines the owner logged already: a swap with the same verdict adds none
+  const b = handle();
+  m.release(ta);
+  m.register(conn('10.0.0.3', 80), W('w'), b.h, tryDeny());
+  m.recheck(snapshot, tryDeny);
+  t.equal(lines.length, 5, 'nothing new for a connection admitted on the same dry-run verdict');
+  m.recheck(snapshot, verdict([]));
+  t.equal(lines.length, 5, 'no dry-run policy any more: nothing to log');
+  t.same(a.closes, []);
+  t.same(b.closes, [], 'dry-run verdicts never close a connection');
+});

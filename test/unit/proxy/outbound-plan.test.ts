@@ -197,3 +197,20 @@ t.test('a service VIP is looked up in the source workload network', async (t) =>
   t.same(summary(p), hbone('remote-ep', '10.0.9.1', 8080, 'remote.svc'), 'net2 source reaches the net2 VIP');
   t.same(summary(plan('10.96.9.1', 80)), { kind: 'passthrough', target: '10.96.9.1:80' }, 'a default-network source does not see it');
 });
+
+t.test('service SANs are parsed once per snapshot and shared by every plan, which never shares its own list', async (t) => {
+  const sans = snap.serviceByVip('10.96.0.7')!;
+  const parsed = snap.serviceIdentities(sans);
+  t.same(parsed.map(formatSpiffe), ['spiffe://other.domain/ns/shared/sa/frontend', id('canary')], 'the SPIFFE SANs, in order');
+  t.equal(snap.serviceIdentities(sans), parsed, 'the same parsed list on every call: no parsing per connection');
+  t.ok(Object.isFrozen(parsed) && parsed.every((i) => Object.isFrozen(i)), 'frozen: plans share it safely');
+  t.same(snap.serviceIdentities(snap.serviceByVip('10.96.0.1')!), [], 'a service without SANs has none');
+  // an equal Service object that is not this snapshot's own (e.g. from another snapshot) still works
+  t.same(snap.serviceIdentities({ ...sans }).map(formatSpiffe), parsed.map(formatSpiffe));
+
+  const [a, b] = [plan('10.96.0.7', 443), plan('10.96.0.7', 443)];
+  if (a.kind !== 'hbone' || b.kind !== 'hbone') throw new Error('expected HBONE plans');
+  t.equal(a.expectedIdentities[0], parsed[0], 'the plan reuses the parsed identity');
+  t.not(a.expectedIdentities, b.expectedIdentities, 'each plan has its own list');
+  t.equal(snap.serviceIdentities(sans).length, 2, 'building plans leaves the cached list as it was');
+});
