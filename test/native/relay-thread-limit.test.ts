@@ -5,11 +5,13 @@
 // again, the next start gets its thread. Runs as root (to start the child as nobody); the limit is
 // set by prlimit running as nobody too, since changing another user's limits needs CAP_SYS_RESOURCE,
 // which containers often drop.
-import t from 'tap';
+import t, { type Test as Tap } from 'tap';
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { DEFAULT_ADDON_PATH } from '../../src/native/addon';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 
 const NOBODY = 65534;
 
@@ -62,8 +64,32 @@ function setNproc(pid: number, soft: string): void {
   execFileSync('prlimit', ['--pid', String(pid), `--nproc=${soft}:`], { uid: NOBODY, gid: NOBODY });
 }
 
+/**
+ * The checkout may sit where `nobody` cannot read (CI clones into a 0700 temporary directory), so
+ * the child loads a copy of the addon and its two JS dependencies, in the compiled layout, from a
+ * directory everyone may read. Returns the copy's addon.js.
+ */
+function readableCopy(t: Tap): string {
+  const root = mkdtempSync(join(tmpdir(), 'zt-relay-limit-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const dist = resolve(__dirname, '../..');
+  const files: [string, string][] = [
+    [join(dist, 'src/native/addon.js'), join(root, 'dist/src/native/addon.js')],
+    [join(dist, 'src/native/errno.js'), join(root, 'dist/src/native/errno.js')],
+    [join(dist, 'src/errors.js'), join(root, 'dist/src/errors.js')],
+    [DEFAULT_ADDON_PATH, join(root, 'native/build/Release/ztunnel_native.node')],
+  ];
+  for (const [from, to] of files) {
+    mkdirSync(dirname(to), { recursive: true });
+    copyFileSync(from, to);
+  }
+  for (const dir of [root, join(root, 'dist'), join(root, 'dist/src'), join(root, 'dist/src/native'), join(root, 'native'), join(root, 'native/build'), join(root, 'native/build/Release')]) chmodSync(dir, 0o755);
+  for (const [, to] of files) chmodSync(to, 0o644);
+  return files[0]![1];
+}
+
 t.test('a relay thread that cannot be created leaks no fds, and a later start gets its thread', { skip: notRoot }, async (t) => {
-  const addonJs = resolve(__dirname, '../../src/native/addon.js');
+  const addonJs = readableCopy(t);
   const child = fork('-e', [CHILD, addonJs], {
     execArgv: [],
     uid: NOBODY,
@@ -73,7 +99,11 @@ t.test('a relay thread that cannot be created leaks no fds, and a later start ge
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
-  const [first] = (await once(child, 'message')) as [string];
+  // a child that cannot start (e.g. cannot load the addon) fails the test instead of hanging it
+  const first = await Promise.race([
+    once(child, 'message').then(([m]) => m as string),
+    once(child, 'exit').then(([code]) => `exited with ${String(code)} before it was ready`),
+  ]);
   t.equal(first, 'ready');
 
   const original = softNproc(child.pid!);
