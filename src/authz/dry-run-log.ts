@@ -1,9 +1,11 @@
 /**
  * Logging of dry-run policies (ZTUNNEL-FACTS: "Dry-run policies are only logged"). authorize()
  * stays pure and only lists, in decision.dryRun, the dry-run policies that would have changed the
- * outcome; every place that enforces a decision (HBONE inbound, plaintext inbound, the re-check on
- * a policy change) calls logDryRun so that an operator trying a policy in dry-run mode sees which
- * connections it would have allowed or denied, without any connection being affected.
+ * outcome; every place that enforces a decision calls logDryRun — HBONE inbound and plaintext
+ * inbound at admission, and the re-check on a snapshot swap only when a connection's dry-run verdict
+ * changed (src/proxy/connection-manager.ts), so that an operator trying a policy in dry-run mode
+ * sees which connections it would have allowed or denied, without any connection being affected
+ * and without a line per live connection on every swap.
  */
 import { formatSpiffe } from '../identity/spiffe';
 import { joinHostPort } from '../net/ip';
