@@ -81,6 +81,12 @@ export async function proxyCommand(io: CliIo, hooks: ProcessHooks): Promise<numb
         if (!exited) exit(EXIT_INVALID);
         return;
       }
+      // the parse is synchronous: a signal sent during it is handled only at the event loop's next
+      // poll for I/O. The check may have resumed from a poll (the file read), so the first
+      // setImmediate can run before any new poll; the second runs after one. Then a signal sent
+      // during the check is seen here, before anything is bound, not once the app has started.
+      await new Promise<void>((r) => setImmediate(r));
+      await new Promise<void>((r) => setImmediate(r));
       if (exited) return; // a double Ctrl+C during the check
       if (first !== null) {
         // nothing is bound yet: nothing to drain
