@@ -18,6 +18,7 @@
  * workers, each scrape merges the workers' registries into it (src/metrics/registry.ts).
  */
 import type { Config } from './config/config';
+import type { PreparedSnapshot } from './state/store';
 import { startControlPlane, localIdentities, type ControlPlane, type ControlPlaneSeams } from './control-plane';
 import { startDataPlane, type DataPlane } from './data-plane';
 import { drainWithinDeadline } from './drain-deadline';
@@ -64,9 +65,10 @@ export interface AppBase {
   /**
    * Drain (ZTUNNEL-FACTS "Shutdown"): readiness goes to 500, listeners stop accepting, HBONE
    * connections get GOAWAY, live connections may finish until the termination deadline, then the
-   * rest are closed. Idempotent: every call returns the same promise.
+   * rest are closed. Idempotent: every call returns the same promise. `signalAt` (Date.now() ms):
+   * when the signal came, if before this call (one during start-up), so the deadline counts from it.
    */
-  shutdown(): Promise<void>;
+  shutdown(signalAt?: number): Promise<void>;
   /** Cut everything now (a second signal), also in the middle of a drain. */
   close(): Promise<void>;
   /** True once a drain or close has begun. */
@@ -98,12 +100,16 @@ export async function startApp(config: Config, logging: Logging, seams: AppSeams
   return app as App;
 }
 
-/** Runs the data plane in worker threads (the `proxy` command); see the file comment for the fallback. */
-export function startNodeApp(config: Config, logging: Logging): Promise<NodeApp> {
-  return buildApp(config, logging, true);
+/**
+ * Runs the data plane in worker threads (the `proxy` command); see the file comment for the
+ * fallback. `snapshot`: the configured snapshot as the start-up check already built it, so it is
+ * not parsed twice (src/cli/snapshot-file.ts).
+ */
+export function startNodeApp(config: Config, logging: Logging, opts: { readonly snapshot?: PreparedSnapshot | null } = {}): Promise<NodeApp> {
+  return buildApp(config, logging, true, {}, opts.snapshot ?? null);
 }
 
-async function buildApp(config: Config, logging: Logging, workers: boolean, seams: AppSeams = {}): Promise<NodeApp> {
+async function buildApp(config: Config, logging: Logging, workers: boolean, seams: AppSeams = {}, prepared: PreparedSnapshot | null = null): Promise<NodeApp> {
   const log = logging.for('ztunnel');
   const version = buildInfo();
   const readiness = new Readiness();
@@ -117,7 +123,7 @@ async function buildApp(config: Config, logging: Logging, workers: boolean, seam
   endpoints.push(await startHttpEndpoint('readiness', config.readinessAddr, readinessHandler(readiness), onHttpError));
   let control: ControlPlane;
   try {
-    control = await startControlPlane(config, { state: logging.for('state'), identity: logging.for('identity') }, seams);
+    control = await startControlPlane(config, { state: logging.for('state'), identity: logging.for('identity') }, seams, prepared);
   } catch (err) {
     await closeEndpoints();
     throw err;
@@ -187,10 +193,10 @@ async function buildApp(config: Config, logging: Logging, workers: boolean, seam
       markClosed();
     })());
 
-  const shutdown = (): Promise<void> =>
+  const shutdown = (signalAt?: number): Promise<void> =>
     (shutdownStarted ??= (async () => {
       readiness.markDraining();
-      await drainWithinDeadline(runner, config.terminationDeadlineMs, { log, forced: () => forced });
+      await drainWithinDeadline(runner, config.terminationDeadlineMs, { log, forced: () => forced, startedAt: signalAt });
       await closeAll();
     })());
 

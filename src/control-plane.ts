@@ -18,7 +18,7 @@ import type { CertIssuer } from './identity/workload-cert';
 import { formatSpiffe, type Identity } from './identity/spiffe';
 import { identityOf } from './proxy/outbound-plan';
 import type { Snapshot } from './state/snapshot';
-import { SnapshotStore } from './state/store';
+import { SnapshotStore, type PreparedSnapshot } from './state/store';
 
 /** The bundled example snapshot (the embedded default): examples/ beside dist/. */
 export const EMBEDDED_SNAPSHOT = join(__dirname, '..', '..', 'examples', 'local-snapshot.yaml');
@@ -44,15 +44,32 @@ export interface ControlPlaneSeams {
   readonly wrapIssuer?: (ca: CertIssuer) => CertIssuer;
 }
 
-export async function startControlPlane(config: Config, log: { state: Logger; identity: Logger }, seams: ControlPlaneSeams = {}): Promise<ControlPlane> {
+/**
+ * `prepared`: the configured snapshot, already built by the proxy's start-up check
+ * (src/cli/snapshot-file.ts), adopted as version 1 instead of being parsed again; a file is still
+ * watched and reloaded as usual.
+ */
+export async function startControlPlane(
+  config: Config,
+  log: { state: Logger; identity: Logger },
+  seams: ControlPlaneSeams = {},
+  prepared: PreparedSnapshot | null = null,
+): Promise<ControlPlane> {
   const store = new SnapshotStore({ nodeName: config.nodeName, trustDomain: config.trustDomain, logger: log.state });
+  const expected = config.xds.kind === 'path' ? config.xds.path : config.xds.kind === 'inline' ? 'LOCAL_XDS' : null;
+  if (prepared !== null && prepared.source !== expected) {
+    // a programming error: a snapshot built from something other than what the config names
+    throw new Error(`prepared snapshot from ${prepared.source} does not match the configured ${expected ?? 'bundled example'}`);
+  }
   switch (config.xds.kind) {
     case 'path':
-      await store.loadFile(config.xds.path);
+      if (prepared !== null) store.adopt(prepared);
+      else await store.loadFile(config.xds.path);
       store.watch(config.xds.path);
       break;
     case 'inline':
-      store.loadText(config.xds.text, 'LOCAL_XDS');
+      if (prepared !== null) store.adopt(prepared);
+      else store.loadText(config.xds.text, 'LOCAL_XDS');
       break;
     case 'embedded':
       store.loadText(await readFile(EMBEDDED_SNAPSHOT, 'utf8'), EMBEDDED_SNAPSHOT);

@@ -40,7 +40,22 @@ export interface SnapshotStoreOptions {
 
 export type SnapshotListener = (next: Snapshot, prev: Snapshot) => void;
 
-function digestOf(buf: Buffer): string {
+/**
+ * A snapshot read, validated and built before the store existed (the proxy's start-up check of
+ * LOCAL_XDS / LOCAL_XDS_PATH), handed over so that a large one is not parsed and indexed twice.
+ */
+export interface PreparedSnapshot {
+  /** Built as version 1 for this store's node name and trust domain. */
+  readonly snapshot: Snapshot;
+  /** LOCAL_XDS or the file's path (for the log, and to check it is the configured one). */
+  readonly source: string;
+  /** digestOf the file's bytes for a file, so the watch skips it while unchanged; null for inline text. */
+  readonly digest: string | null;
+  /** How long reading, parsing and building took, for the log line. */
+  readonly ms: number;
+}
+
+export function digestOf(buf: Buffer): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
@@ -79,8 +94,30 @@ export class SnapshotStore {
 
   /** Swaps in a validated document as version+1 and tells subscribers. */
   install(doc: SnapshotDoc): Snapshot {
+    return this.swapIn(buildSnapshot(doc, { version: this.snap.version + 1, nodeName: this.opts.nodeName }));
+  }
+
+  /**
+   * Installs the first snapshot, already built (start-up): no second parse. It must be the next
+   * version for this node; anything else is a programming error and throws.
+   */
+  adopt(prepared: PreparedSnapshot): Snapshot {
+    const snap = prepared.snapshot;
+    if (snap.version !== this.snap.version + 1 || snap.nodeName !== this.opts.nodeName) {
+      throw new Error(`prepared snapshot v${snap.version} for node ${JSON.stringify(snap.nodeName)} does not follow v${this.snap.version} for ${JSON.stringify(this.opts.nodeName)}`);
+    }
+    this.lastDigest = prepared.digest;
+    this.swapIn(snap);
+    const { doc } = snap;
+    this.opts.logger.info(
+      { source: prepared.source, version: snap.version, workloads: doc.workloads.length, services: doc.services.length, policies: doc.policies.length, ms: Math.round(prepared.ms) },
+      'snapshot installed',
+    );
+    return snap;
+  }
+
+  private swapIn(next: Snapshot): Snapshot {
     const prev = this.snap;
-    const next = buildSnapshot(doc, { version: prev.version + 1, nodeName: this.opts.nodeName });
     this.snap = next;
     this.lastErr = null;
     for (const fn of [...this.listeners]) {
@@ -155,6 +192,10 @@ export class SnapshotStore {
     });
     this.watcher = w;
     this.opts.logger.info({ path, dir: dirname(path), file: basename(path) }, 'watching snapshot file');
+    // A change between the read that gave the current snapshot and this watch raised no event (at
+    // start-up that read can be the check before the listeners are bound): look once. The digest
+    // makes this a read and a hash when nothing changed.
+    if (this.lastDigest !== null) this.schedule();
   }
 
   /** Stops watching; pending reloads are dropped. */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
@@ -172,6 +172,41 @@ t.test('proxy: a bad or unreadable snapshot exits 1 with a clean message before 
     t.notMatch(r.err, /\n\s+at /, `${name}: no stack trace`);
     t.notMatch(r.err, /EADDRINUSE/, `${name}: nothing was bound`);
   }
+});
+
+t.test('proxy: a signal while the snapshot is checked ends the command with 0 before anything is bound', async (t) => {
+  // as above, readiness points at a held port: binding anything would fail with EADDRINUSE
+  const held = createServer();
+  await new Promise<void>((r) => held.listen(0, lb.ip(2), r));
+  t.teardown(() => void held.close());
+  const busy = `${lb.ip(2)}:${(held.address() as AddressInfo).port}`;
+  const base = { ZTUNNEL_READINESS_ADDR: busy, ZTUNNEL_ADMIN_ADDR: `${lb.ip(2)}:0`, ZTUNNEL_STATS_ADDR: `${lb.ip(2)}:0`, LOG_LEVEL: 'off' };
+  const env = { ...base, LOCAL_XDS_PATH: EXAMPLE };
+  let err = '';
+  // the handler must be installed before the check (a big snapshot takes seconds): the signal
+  // comes as it is installed, before the file is even read
+  const code = await runCli(['proxy'], { env, out: () => undefined, err: (s) => void (err += s) }, { onSignal: (h) => h('SIGTERM') });
+  t.equal(code, 0, 'a clean stop');
+  t.equal(err, '', 'no error (no EADDRINUSE: nothing was bound)');
+
+  // a real signal, sent while the (inline, synchronous) check runs: its handler can only run at
+  // the event loop's next poll, which must come before anything is bound
+  const relay = (h: (signal: string) => void) => () => h('SIGTERM');
+  let handler: (() => void) | null = null;
+  t.teardown(() => void (handler && process.off('SIGUSR2', handler)));
+  const pending = await runCli(['proxy'], { env: { ...base, LOCAL_XDS: readFileSync(EXAMPLE, 'utf8') }, out: () => undefined, err: (s) => void (err += s) }, {
+    onSignal: (h) => {
+      process.on('SIGUSR2', (handler = relay(h)));
+      process.kill(process.pid, 'SIGUSR2');
+    },
+  });
+  t.equal(pending, 0, 'a signal pending during the check: a clean stop before binding');
+  t.equal(err, '', 'no EADDRINUSE');
+
+  // a bad snapshot is still reported (exit 1) when a signal came during the check
+  const bad = await runCli(['proxy'], { env: { ...env, LOCAL_XDS_PATH: BAD }, out: () => undefined, err: (s) => void (err += s) }, { onSignal: (h) => h('SIGTERM') });
+  t.equal(bad, 1);
+  t.match(err, /LOCAL_XDS_PATH: .*bad\.yaml: invalid snapshot/);
 });
 
 t.test('check-config lists every error, even past 100', async (t) => {
