@@ -6,7 +6,7 @@
 // set by prlimit running as nobody too, since changing another user's limits needs CAP_SYS_RESOURCE,
 // which containers often drop.
 import t, { type Test as Tap } from 'tap';
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { DEFAULT_ADDON_PATH } from '../../src/native/addon';
 import { once } from 'node:events';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -90,12 +90,12 @@ function readableCopy(t: Tap): string {
 
 t.test('a relay thread that cannot be created leaks no fds, and a later start gets its thread', { skip: notRoot }, async (t) => {
   const addonJs = readableCopy(t);
-  const child = fork('-e', [CHILD, addonJs], {
-    execArgv: [],
+  // through env(1): tap's process-info hook puts its coverage loader (which lives in the checkout,
+  // unreadable to nobody when CI clones into a 0700 directory) back into NODE_OPTIONS of every child
+  const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, '-e', CHILD, addonJs], {
     uid: NOBODY,
     gid: NOBODY,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    // not tap's NODE_OPTIONS (its coverage loader lives in the checkout, which nobody may not read)
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
     cwd: dirname(addonJs),
   });
