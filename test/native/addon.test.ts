@@ -71,11 +71,14 @@ t.test('the addon loads in a worker_thread and works there independently', async
      parentPort.postMessage({ port: l.port, code, relays: n.relayCount() });`,
     { eval: true, workerData: { addonJs: ADDON_JS, host: net.ip(1) } },
   );
+  // listened for from the start: the worker exits right after its message, and Node emits that
+  // 'exit' in the same callback that drains the message, before this test resumes
+  const exited = once(w, 'exit');
   const [msg] = (await once(w, 'message')) as [{ port: number; code: unknown[]; relays: number }];
   t.ok(msg.port > 0, 'listened in the worker');
   t.same(msg.code, ['EBADF', -constants.errno.EBADF, 'fcntl'], 'errors shaped the same in the worker');
   t.equal(msg.relays, 0);
-  await once(w, 'exit');
+  await exited;
   t.equal(native.relayCount(), 0, 'the main thread has its own instance');
 });
 

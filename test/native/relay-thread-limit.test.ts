@@ -119,10 +119,11 @@ t.test('a relay thread that cannot be created leaks no fds, and a later start ge
   t.equal(limited.relayThreads, 0, 'no relay thread');
 
   setNproc(child.pid!, original);
+  const exited = once(child, 'exit') as Promise<[number | null]>;
   const later = await ask(child, 'unlimited');
   // /dev/null cannot be watched by epoll (EPERM): reaching that step means the thread was made
   t.same(later.results, ['EPERM epoll_ctl'], 'the start now gets past pthread_create');
   t.equal(later.relayThreads, 1, 'the relay thread runs');
-  const [code] = (await once(child, 'exit')) as [number | null];
+  const [code] = await exited;
   t.equal(code, 0, 'the child exits cleanly (engine shut down)');
 });

@@ -232,10 +232,13 @@ t.test('a throwing message listener is an uncaught exception; promises resolve a
      setTimeout(() => c.send(Buffer.from('2')), 10);`,
     { eval: true, workerData: { addonJs: ADDON_JS, seqJs: SEQ_JS, path: sockPath() } },
   );
+  // listened for from the start: a worker that exits right after its last message has its 'exit'
+  // emitted in the same callback that drains that message, before this test resumes
+  const exited = once(w, 'exit');
   const [seen] = (await once(w, 'message')) as [string[]];
   t.same(seen.filter((x) => x.startsWith('boom')), ['boom 1', 'boom 2'], 'each throw reached uncaughtException; the socket kept working');
   t.ok(seen.includes('microtask 1') && seen.includes('microtask 2'), `microtasks queued in the callback ran (${seen.join(', ')})`);
-  await once(w, 'exit');
+  await exited;
 });
 
 t.test('a worker that dies with watched fds leaves no handle and no fd behind', async (t) => {
