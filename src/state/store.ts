@@ -108,12 +108,16 @@ export class SnapshotStore {
     }
     this.lastDigest = prepared.digest;
     this.swapIn(snap);
+    this.logInstalled(prepared.source, snap, prepared.ms);
+    return snap;
+  }
+
+  private logInstalled(source: string, snap: Snapshot, ms: number): void {
     const { doc } = snap;
     this.opts.logger.info(
-      { source: prepared.source, version: snap.version, workloads: doc.workloads.length, services: doc.services.length, policies: doc.policies.length, ms: Math.round(prepared.ms) },
+      { source, version: snap.version, workloads: doc.workloads.length, services: doc.services.length, policies: doc.policies.length, ms: Math.round(ms) },
       'snapshot installed',
     );
-    return snap;
   }
 
   private swapIn(next: Snapshot): Snapshot {
@@ -140,26 +144,15 @@ export class SnapshotStore {
   /** Parses, validates and installs `text` (e.g. LOCAL_XDS). Throws SnapshotError; nothing changes then. */
   loadText(text: string, source: string): Snapshot {
     const started = performance.now();
-    let doc: SnapshotDoc;
     let snap: Snapshot;
     try {
-      doc = parseSnapshot(text, { source, trustDomain: this.opts.trustDomain });
-      snap = this.install(doc); // compiling policies can still refuse the document
+      // compiling policies (in install) can still refuse the document
+      snap = this.install(parseSnapshot(text, { source, trustDomain: this.opts.trustDomain }));
     } catch (err) {
       this.lastErr = err as Error;
       throw err;
     }
-    this.opts.logger.info(
-      {
-        source,
-        version: snap.version,
-        workloads: doc.workloads.length,
-        services: doc.services.length,
-        policies: doc.policies.length,
-        ms: Math.round(performance.now() - started),
-      },
-      'snapshot installed',
-    );
+    this.logInstalled(source, snap, performance.now() - started);
     return snap;
   }
 
