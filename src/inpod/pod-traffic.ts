@@ -28,12 +28,11 @@ import { parseBaggage } from '../proxy/baggage';
 import type { ByteCounts, ConnectionManager } from '../proxy/connection-manager';
 import type { ConnEvents, InboundConnRecord, UpstreamConnect } from '../proxy/inbound';
 import { executeOutbound, NO_OUTBOUND_OBSERVER, planFor, type Endpoint, type ExecutablePlan, type OutboundDeps, type OutboundObserver } from '../proxy/outbound';
-import { relay } from '../proxy/copy';
+import { relayClient } from '../proxy/client-relay';
 import type { ProxyLog } from '../proxy/proxy-log';
 import type { SocketRelay } from '../proxy/socks5-server';
 import type { Snapshot } from '../state/snapshot';
 import type { Workload } from '../state/model';
-import { Socket as NetSocket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 export interface PodTrafficDeps {
@@ -89,29 +88,13 @@ function relayPod(
   onBytes: (bytes: () => ByteCounts) => void,
   registered: boolean,
 ): { live: LiveRelay; done: Promise<{ bytes: ByteCounts; reason: string }> } {
-  let live: LiveRelay;
-  let ended: Promise<{ aToB: number; bToA: number; reason: string }>;
-  if (upstream instanceof NetSocket) {
-    // a splice relay destroys `client` while the connection lives on: it keeps its place in the limit
-    const handBack = listener.handOver(client);
-    const r = deps.relaySockets(client, upstream);
-    void r.done.then(handBack);
-    live = { stop: () => r.stop(), countedElsewhere: registered || r.kind === 'splice' };
-    onBytes(() => {
-      const s = r.stats();
-      return { received: s.aToB, sent: s.bToA };
-    });
-    ended = r.done;
-  } else {
-    const r = relay(client, upstream, { aName: 'downstream', bName: 'upstream' });
-    live = { stop: (reason) => r.close(reason), countedElsewhere: registered };
-    onBytes(() => ({ received: r.aToB, sent: r.bToA }));
-    ended = r.done;
-  }
+  const r = relayClient(client, upstream, listener, deps.relaySockets);
+  const live: LiveRelay = { stop: r.stop, countedElsewhere: registered || r.spliced };
+  onBytes(r.bytes);
   ctx.live.add(live);
-  const done = ended.then((res) => {
+  const done = r.done.then((res) => {
     ctx.live.delete(live);
-    return { bytes: { received: res.aToB, sent: res.bToA }, reason: res.reason };
+    return res;
   });
   return { live, done };
 }

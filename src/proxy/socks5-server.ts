@@ -6,14 +6,14 @@
  * a denied or failed connection is reported to the client with a reply code, not a silent close.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { createServer, Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isProxyError, ProxyError } from '../errors';
 import { isLoopbackIp, normalizeIp } from '../net/ip';
 import type { ConnectionLimit } from '../net/conn-limit';
 import { Listener, type BoundAddress } from '../net/listener';
 import type { Service, Workload } from '../state/model';
-import { relay } from './copy';
+import { relayClient } from './client-relay';
 import { describePlan, executeOutbound, NO_OUTBOUND_OBSERVER, planFor, type ExecutablePlan, type OutboundDeps, type OutboundObserver } from './outbound';
 import type { ProxyLog } from './proxy-log';
 import { encodeReply, negotiate, SocksReply, type SocksDestination } from './socks5';
@@ -182,23 +182,10 @@ export class Socks5Server {
       return;
     }
     client.write(encodeReply(SocksReply.SUCCEEDED));
-    if (this.deps.relaySockets !== undefined && upstream instanceof Socket) {
-      // a splice relay destroys `client` while the connection lives on: it keeps its place in the limit
-      const handBack = this.listener.handOver(client);
-      const r = this.deps.relaySockets(client, upstream);
-      void r.done.finally(handBack);
-      track.established(() => {
-        const s = r.stats();
-        return { received: s.aToB, sent: s.bToA };
-      });
-      const res = await r.done;
-      track.closed({ received: res.aToB, sent: res.bToA }, res.reason);
-    } else {
-      const r = relay(client, upstream, { aName: 'downstream', bName: 'upstream' });
-      track.established(() => ({ received: r.aToB, sent: r.bToA }));
-      const res = await r.done;
-      track.closed({ received: res.aToB, sent: res.bToA }, res.reason);
-    }
+    const r = relayClient(client, upstream, this.listener, this.deps.relaySockets);
+    track.established(r.bytes);
+    const res = await r.done;
+    track.closed(res.bytes, res.reason);
   }
 
   /**
